@@ -1,0 +1,100 @@
+"""The headless view: one line per event on stdout, as text or JSON lines."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+import orjson
+
+from app.proxy.events import (
+    BackendListEvent,
+    BackendLogEvent,
+    BackendStateEvent,
+    Event,
+    HealthEvent,
+    RouterEvent,
+    SessionEvent,
+    Subscription,
+    TrafficEvent,
+)
+
+ARROWS = {"client->backend": "→", "backend->client": "←", "router->client": "⇠", "router->backend": "⇢"}
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+
+
+def format_text(ev: Event) -> str | None:
+    t = _clock(ev.ts)
+    if isinstance(ev, TrafficEvent):
+        what = ev.method or ""
+        ident = f" #{ev.msg_id}" if ev.msg_id is not None else ""
+        tail = ""
+        if ev.msg_kind in ("response", "error"):
+            tail = "  error: " + (ev.error or "") if ev.msg_kind == "error" else "  ok"
+            if ev.latency_ms is not None:
+                tail += f"  {ev.latency_ms:.1f} ms"
+        return f"{t}  {ARROWS[ev.direction]} {ev.backend}  {ev.session[:8]}  {what}{ident}{tail}"
+    if isinstance(ev, SessionEvent):
+        extra = f" ({ev.client})" if ev.client else ""
+        version = f" {ev.protocol_version}" if ev.protocol_version else ""
+        why = f": {ev.reason}" if ev.reason else ""
+        return (
+            f"{t}  session {ev.session[:8]} {ev.action}{extra} [{ev.transport}, {ev.era}{version}] → {ev.backend}{why}"
+        )
+    if isinstance(ev, BackendStateEvent):
+        why = f" ({ev.reason})" if ev.reason else ""
+        return f"{t}  backend {ev.backend}: {ev.previous} → {ev.state}{why}"
+    if isinstance(ev, BackendLogEvent):
+        return f"{t}  {ev.backend} | {ev.line}"
+    if isinstance(ev, BackendListEvent):
+        return f"{t}  backend {ev.backend} {ev.action}"
+    if isinstance(ev, RouterEvent):
+        return f"{t}  {ev.level}: {ev.text}"
+    if isinstance(ev, HealthEvent):
+        return None  # one probe every few seconds per backend is noise on a console
+    return None
+
+
+class HeadlessPrinter:
+    def __init__(self, sub: Subscription, fmt: str = "text", quiet: bool = False, out: TextIO | None = None) -> None:
+        self.sub = sub
+        self.fmt = fmt
+        self.quiet = quiet
+        self.out = out or sys.stdout
+
+    def line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def render(self, events: list[Event]) -> str:
+        lines: list[str] = []
+        for ev in events:
+            if self.quiet and isinstance(ev, TrafficEvent | HealthEvent):
+                continue
+            if self.fmt == "json":
+                if isinstance(ev, HealthEvent) and ev.ok:
+                    continue
+                lines.append(orjson.dumps(ev.to_dict(), default=str).decode())
+            else:
+                text = format_text(ev)
+                if text is not None:
+                    lines.append(text)
+        if self.sub.dropped:
+            lines.append(f"({self.sub.dropped} events dropped: the console could not keep up)")
+            self.sub.dropped = 0
+        return "".join(line + "\n" for line in lines)
+
+    async def run(self) -> None:
+        while not self.sub.closed:
+            batch = await self.sub.next_batch()
+            text = self.render(batch)
+            if text:
+                try:
+                    self.out.write(text)
+                    self.out.flush()
+                except (BrokenPipeError, ValueError):
+                    return

@@ -1,0 +1,160 @@
+"""The management API: backends, sessions, status and the live event stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from app.proxy.config import BackendConfig, ConfigError
+from app.proxy.events import EVENT_TYPES
+from app.proxy.router import Router, UnknownBackend
+from app.proxy.sse import COMMENT_PING, encode
+
+EVENT_KEEPALIVE = 15.0
+KNOWN_EVENT_TYPES = set(EVENT_TYPES.values())
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _error(status: int, text: str) -> Response:
+    return ORJSONResponse({"error": text}, status_code=status)
+
+
+def build_admin(router: Router) -> Starlette:
+    async def status(_: Request) -> Response:
+        return ORJSONResponse(router.status())
+
+    async def list_backends(_: Request) -> Response:
+        return ORJSONResponse([b.snapshot() for b in router.backends.values()])
+
+    async def add_backend(request: Request) -> Response:
+        try:
+            data = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        try:
+            config = BackendConfig.from_dict(data)
+        except ConfigError as exc:
+            return _error(400, str(exc))
+        if config.name in router.backends:
+            return _error(409, f"backend '{config.name}' already exists")
+        backend = router.add_backend(config)
+        return ORJSONResponse(backend.snapshot(), status_code=201)
+
+    async def delete_backend(request: Request) -> Response:
+        name = request.path_params.get("name") or request.query_params.get("name")
+        if not name:
+            return _error(400, "say which backend: DELETE /backends?name=NAME")
+        try:
+            await router.remove_backend(name)
+        except UnknownBackend as exc:
+            return _error(404, str(exc))
+        return ORJSONResponse({"removed": name})
+
+    def _backend(request: Request) -> Any:
+        name = request.path_params["name"]
+        try:
+            return router.resolve(name)
+        except UnknownBackend as exc:
+            return _error(404, str(exc))
+
+    async def get_backend(request: Request) -> Response:
+        b = _backend(request)
+        return b if isinstance(b, Response) else ORJSONResponse(b.snapshot())
+
+    async def health(request: Request) -> Response:
+        b = _backend(request)
+        if isinstance(b, Response):
+            return b
+        return ORJSONResponse({"backend": b.name, "state": b.state, "samples": [s.to_dict() for s in b.health]})
+
+    async def log(request: Request) -> Response:
+        b = _backend(request)
+        if isinstance(b, Response):
+            return b
+        return ORJSONResponse({"backend": b.name, "lines": list(b.log_tail)})
+
+    async def restart(request: Request) -> Response:
+        b = _backend(request)
+        if isinstance(b, Response):
+            return b
+        ok = await b.restart("restart requested via the API")
+        body = {"restarted": ok, "backend": b.snapshot()}
+        if not ok:
+            body["error"] = b.state_reason or (b.log_tail[-1] if b.log_tail else "restart failed")
+        return ORJSONResponse(body, status_code=200 if ok else 502)
+
+    async def enable(request: Request) -> Response:
+        b = _backend(request)
+        if isinstance(b, Response):
+            return b
+        b.enable()
+        return ORJSONResponse(b.snapshot())
+
+    async def disable(request: Request) -> Response:
+        b = _backend(request)
+        if isinstance(b, Response):
+            return b
+        b.disable()
+        return ORJSONResponse(b.snapshot())
+
+    async def sessions(_: Request) -> Response:
+        return ORJSONResponse(router.sessions_snapshot())
+
+    async def events(request: Request) -> Response:
+        wanted_param = request.query_params.get("types")
+        wanted = set(wanted_param.split(",")) if wanted_param else None
+        if wanted is not None and not wanted <= KNOWN_EVENT_TYPES:
+            return _error(
+                400,
+                f"unknown event types {sorted(wanted - KNOWN_EVENT_TYPES)}; known: {sorted(KNOWN_EVENT_TYPES)}",
+            )
+        sub = router.bus.subscribe()
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                yield encode(orjson.dumps({"type": "hello", **router.status()}), event="hello")
+                while not sub.closed:
+                    try:
+                        batch = await asyncio.wait_for(sub.next_batch(), EVENT_KEEPALIVE)
+                    except TimeoutError:
+                        yield COMMENT_PING
+                        continue
+                    out = []
+                    for ev in batch:
+                        d = ev.to_dict()
+                        if wanted is None or d["type"] in wanted:
+                            out.append(encode(orjson.dumps(d, default=str), event=d["type"]))
+                    if out:
+                        yield b"".join(out)
+            finally:
+                sub.close()
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    routes = [
+        Route("/status", status, methods=["GET"]),
+        Route("/backends", list_backends, methods=["GET"]),
+        Route("/backends", add_backend, methods=["POST"]),
+        Route("/backends", delete_backend, methods=["DELETE"]),
+        Route("/backends/{name}", get_backend, methods=["GET"]),
+        Route("/backends/{name}", delete_backend, methods=["DELETE"]),
+        Route("/backends/{name}/health", health, methods=["GET"]),
+        Route("/backends/{name}/log", log, methods=["GET"]),
+        Route("/backends/{name}/restart", restart, methods=["POST"]),
+        Route("/backends/{name}/enable", enable, methods=["POST"]),
+        Route("/backends/{name}/disable", disable, methods=["POST"]),
+        Route("/sessions", sessions, methods=["GET"]),
+        Route("/events", events, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,103 @@
+"""Small pure-ASGI helpers shared by the client-facing endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from app.proxy import jsonrpc
+from app.proxy.jsonrpc import Message, RequestId
+
+Scope = MutableMapping[str, Any]
+ASGIMessage = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[ASGIMessage]]
+Send = Callable[[ASGIMessage], Awaitable[None]]
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return str(v.decode("latin-1"))
+    return None
+
+
+def headers_with_prefix(scope: Scope, names: frozenset[bytes], prefixes: tuple[bytes, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in scope["headers"]:
+        if k in names or k.startswith(prefixes):
+            out[k.decode("latin-1")] = v.decode("latin-1")
+    return out
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+async def wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def respond(
+    send: Send,
+    status: int,
+    body: bytes = b"",
+    content_type: bytes | None = b"application/json",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    hdrs = list(headers or [])
+    if content_type is not None and body:
+        hdrs.append((b"content-type", content_type))
+    hdrs.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_error(
+    send: Send,
+    status: int,
+    code: int,
+    text: str,
+    msg_id: RequestId | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    data: Any = None,
+) -> None:
+    await respond(send, status, jsonrpc.error(msg_id, code, text, data).raw, headers=headers)
+
+
+async def respond_json(send: Send, status: int, obj: Any) -> None:
+    await respond(send, status, orjson.dumps(obj))
+
+
+def encode_messages(messages: list[Message], batch: bool) -> bytes:
+    return jsonrpc.encode_batch(messages) if batch else messages[0].raw

@@ -1,0 +1,494 @@
+"""A configured backend: its state, health history, catalog, supervision and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlparse
+
+from app import __version__
+from app.proxy import jsonrpc
+from app.proxy.calls import RouterCallError, RouterCalls, catalog_changes, list_catalog
+from app.proxy.channels.base import BackendUnavailable, Channel, ChannelListener, ChannelMode
+from app.proxy.channels.sse_legacy import LegacySSEChannel
+from app.proxy.channels.stdio import StdioChannel
+from app.proxy.channels.streamable import StreamableHTTPChannel
+from app.proxy.config import BackendConfig
+from app.proxy.events import BackendLogEvent, BackendStateEvent, HealthEvent
+from app.proxy.jsonrpc import JSON, Message, RequestId
+
+if TYPE_CHECKING:
+    from app.proxy.router import Router
+    from app.proxy.session import Session
+
+State = Literal["starting", "up", "down", "restarting", "disabled", "failed"]
+
+DOWN_PROBE_INTERVAL = 0.2
+PROBE_TIMEOUT = 5.0
+START_TIMEOUT = 15.0
+CRASH_WINDOW = 60.0
+CRASH_LIMIT = 5
+HEALTH_HISTORY = 600
+
+PROBE_INIT_PARAMS: JSON = {
+    "protocolVersion": jsonrpc.LATEST_HANDSHAKE_VERSION,
+    "capabilities": {},
+    "clientInfo": {"name": "mcp-dev-router-probe", "version": __version__},
+}
+
+
+@dataclass(slots=True)
+class HealthSample:
+    ts: float
+    ok: bool
+    latency_ms: float | None
+    detail: str | None = None
+
+    def to_dict(self) -> JSON:
+        return {"ts": self.ts, "ok": self.ok, "latency_ms": self.latency_ms, "detail": self.detail}
+
+
+class _RouterListener:
+    """Listener for the router's own connections (probes, a stdio backend's main process)."""
+
+    def __init__(self, backend: Backend, calls: RouterCalls, on_lost: Any = None) -> None:
+        self.backend = backend
+        self.calls = calls
+        self.on_lost = on_lost
+
+    def on_backend_message(self, channel: Channel, msg: Message, related: RequestId | None, status: int | None) -> None:
+        if self.calls.take(msg):
+            return
+        if msg.is_request and msg.id is not None:
+            # The router's own connection declares no client capabilities; refuse politely.
+            reply = jsonrpc.error(
+                msg.id, jsonrpc.METHOD_NOT_FOUND, "the router's probe connection has no client features"
+            )
+            task = asyncio.ensure_future(channel.send(reply))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def on_channel_lost(self, channel: Channel, reason: str) -> None:
+        self.calls.fail_all(reason)
+        if self.on_lost is not None:
+            self.on_lost(channel, reason)
+
+    def on_backend_log(self, channel: Channel, line: str) -> None:
+        self.backend.log(line, channel)
+
+
+class Backend:
+    def __init__(self, router: Router, config: BackendConfig) -> None:
+        self.router = router
+        self.config = config
+        self.name = config.name
+        self.transport: str | None = None
+        if config.kind == "stdio":
+            self.transport = "stdio"
+        elif urlparse(config.url or "").path.rstrip("/").endswith("/sse"):
+            self.transport = "sse"
+        self.state: State = "starting"
+        self.state_reason: str | None = None
+        self.state_since = time.time()
+        self._up = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._enabled = asyncio.Event()
+        self.catalog: dict[str, list[JSON]] | None = None
+        self.server_info: JSON | None = None
+        self.capabilities: JSON | None = None
+        self.protocol_version: str | None = None
+        self.health: deque[HealthSample] = deque(maxlen=HEALTH_HISTORY)
+        self.latency_ms: float | None = None
+        self.restarts = 0
+        self.log_tail: deque[str] = deque(maxlen=200)
+        self.sessions: set[Session] = set()
+        self.modern_session: Session | None = None
+        self._main: StdioChannel | None = None
+        self._main_calls = RouterCalls()
+        self._crashes: deque[float] = deque()
+        self._failures_in_row = 0
+        self._restart_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+
+    # ------------------------------------------------------------------ describing
+    @property
+    def accepting(self) -> bool:
+        return self.state in ("up", "restarting")
+
+    @property
+    def pids(self) -> list[int]:
+        pids = []
+        for s in self.all_sessions():
+            ch = s.channel
+            if isinstance(ch, StdioChannel) and ch.pid is not None and ch.alive:
+                pids.append(ch.pid)
+        if self._main is not None and self._main.pid is not None and self._main.alive:
+            pids.insert(0, self._main.pid)
+        return pids
+
+    def all_sessions(self) -> list[Session]:
+        out = list(self.sessions)
+        if self.modern_session is not None:
+            out.append(self.modern_session)
+        return out
+
+    def snapshot(self) -> JSON:
+        last = self.health[-1] if self.health else None
+        return {
+            **self.config.to_dict(),
+            "kind": self.config.kind,
+            "target": self.config.target,
+            "transport": self.transport,
+            "state": self.state,
+            "reason": self.state_reason,
+            "since": self.state_since,
+            "sessions": len(self.sessions),
+            "restarts": self.restarts,
+            "latency_ms": self.latency_ms,
+            "last_probe": last.to_dict() if last else None,
+            "server": self.server_info,
+            "protocol_version": self.protocol_version,
+            "tools": [t.get("name") for t in (self.catalog or {}).get("tools", [])],
+            "pids": self.pids,
+            "default": self.router.default_name == self.name,
+        }
+
+    def down_message(self, hold: float) -> str:
+        why = f": {self.state_reason}" if self.state_reason else ""
+        return f"backend '{self.name}' is {self.state}{why} (the request waited {hold:g} s for it)"
+
+    # ------------------------------------------------------------------ state
+    def _set_state(self, state: State, reason: str | None = None) -> None:
+        if state == self.state and reason == self.state_reason:
+            return
+        previous = self.state
+        self.state = state
+        self.state_reason = reason
+        self.state_since = time.time()
+        if self.accepting:
+            self._up.set()
+        else:
+            self._up.clear()
+        if state != previous:
+            self.router.bus.publish(BackendStateEvent(backend=self.name, state=state, previous=previous, reason=reason))
+
+    async def wait_up(self, timeout: float) -> bool:
+        if self._up.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def report_failure(self, reason: str, channel: Channel | None = None) -> None:
+        """A session's connection failed: look again now (an HTTP failure is itself evidence)."""
+        if self.config.kind == "http" and self.state == "up":
+            self._set_state("down", reason)
+        self._kick.set()
+
+    def log(self, line: str, channel: Channel | None = None, stream: Literal["stderr", "router"] = "stderr") -> None:
+        if isinstance(channel, StdioChannel) and channel.pid is not None and stream == "stderr":
+            line = f"[{channel.pid}] {line}"
+        self.log_tail.append(line)
+        self.router.bus.publish(BackendLogEvent(backend=self.name, line=line, stream=stream))
+
+    def note(self, line: str) -> None:
+        self.log(line, stream="router")
+
+    # ------------------------------------------------------------------ channels
+    def new_channel(self, listener: ChannelListener, mode: ChannelMode) -> Channel:
+        cfg = self.config
+        if cfg.kind == "stdio":
+            assert cfg.command is not None
+            return StdioChannel(self.name, listener, mode, cfg.command, cfg.args, cfg.env, cfg.cwd)
+        assert cfg.url is not None
+        if self.transport == "sse":
+            if mode == "modern":
+                raise BackendUnavailable(f"backend '{self.name}' speaks legacy HTTP+SSE, which has no 2026-07-28 era")
+            return LegacySSEChannel(self.name, listener, mode, self.router.http, cfg.url)
+        return StreamableHTTPChannel(self.name, listener, mode, self.router.http, cfg.url)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._stopped = False
+        if self.config.enabled:
+            self._enabled.set()
+        else:
+            self._set_state("disabled")
+        monitor = self._monitor_stdio() if self.config.kind == "stdio" else self._monitor_http()
+        self._tasks.append(asyncio.create_task(monitor, name=f"monitor:{self.name}"))
+        if self.config.watch:
+            self._tasks.append(asyncio.create_task(self._watch(), name=f"watch:{self.name}"))
+
+    async def stop(self, reason: str = "router stopped") -> None:
+        self._stopped = True
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        self._tasks.clear()
+        await asyncio.gather(*(s.close(reason) for s in self.all_sessions()), return_exceptions=True)
+        if self._main is not None:
+            await self._main.close()
+            self._main = None
+        self._up.clear()
+
+    def enable(self) -> None:
+        self.config.enabled = True
+        self._enabled.set()
+        if self.state == "disabled":
+            self._set_state("starting", "enabled")
+        self._kick.set()
+
+    def disable(self) -> None:
+        self.config.enabled = False
+        self._enabled.clear()
+        self._set_state("disabled")
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait for the next probe time, or less if someone asks for a look now."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._kick.wait(), seconds)
+        self._kick.clear()
+
+    def _record(self, ok: bool, latency: float | None, detail: str | None) -> None:
+        ms = None if latency is None else round(latency * 1000, 3)
+        if ok:
+            self.latency_ms = ms
+        self.health.append(HealthSample(time.time(), ok, ms, detail))
+        self.router.bus.publish(HealthEvent(backend=self.name, ok=ok, latency_ms=ms, detail=detail))
+
+    def _came_up(self, catalog: dict[str, list[JSON]] | None, reason: str | None) -> None:
+        old = self.catalog
+        if catalog is not None:
+            self.catalog = catalog
+        changed = catalog_changes(old, self.catalog)
+        if changed:
+            self.note(f"{', '.join(changed)} changed")
+        self._failures_in_row = 0
+        self._set_state("up", reason)
+        for s in self.all_sessions():
+            s.check_catalog()
+
+    def _interval(self) -> float:
+        return self.router.health_interval if self.state == "up" else DOWN_PROBE_INTERVAL
+
+    # ------------------------------------------------------------------ HTTP backends
+    async def _monitor_http(self) -> None:
+        while not self._stopped:
+            await self._enabled.wait()
+            want_catalog = self.state != "up"
+            started = time.perf_counter()
+            ok, detail, catalog = await self._probe_http(want_catalog)
+            latency = time.perf_counter() - started
+            if not self.config.enabled:
+                continue
+            self._record(ok, latency if ok else None, detail)
+            if ok and self.state != "up":
+                self._came_up(catalog, None)
+            elif not ok and self.state in ("up", "starting"):
+                self._set_state("down", detail)
+            elif not ok and self.state == "down" and detail != self.state_reason:
+                self._set_state("down", detail)
+            await self._pause(self._interval())
+
+    async def _probe_http(self, want_catalog: bool) -> tuple[bool, str | None, dict[str, list[JSON]] | None]:
+        """A real MCP exchange: initialize (and list the catalog) on a connection of its own."""
+        order = [self.transport] if self.transport else ["streamable-http", "sse"]
+        first_error: str | None = None
+        for transport in order:
+            calls = RouterCalls()
+            listener = _RouterListener(self, calls)
+            assert self.config.url is not None
+            ch: Channel
+            if transport == "sse":
+                ch = LegacySSEChannel(self.name, listener, "handshake", self.router.http, self.config.url)
+            else:
+                ch = StreamableHTTPChannel(self.name, listener, "handshake", self.router.http, self.config.url)
+            try:
+                await asyncio.wait_for(ch.open(), PROBE_TIMEOUT)
+                res = await calls.call(ch, "initialize", PROBE_INIT_PARAMS, timeout=PROBE_TIMEOUT)
+                version = res.get("protocolVersion")
+                ch.protocol_version = version if isinstance(version, str) else None
+                await ch.send(jsonrpc.notification("notifications/initialized"))
+                caps = res.get("capabilities") if isinstance(res.get("capabilities"), dict) else {}
+                catalog = await list_catalog(calls, ch, caps or {}) if want_catalog else None
+                self.server_info = res.get("serverInfo") if isinstance(res.get("serverInfo"), dict) else None
+                self.capabilities = caps
+                self.protocol_version = ch.protocol_version
+                if self.transport != transport:
+                    self.transport = transport
+                    self.note(f"speaks {transport}")
+                return True, None, catalog
+            except BackendUnavailable as exc:
+                # Unreachable is unreachable: no point trying the other transport.
+                return False, str(exc), None
+            except (RouterCallError, TimeoutError) as exc:
+                first_error = first_error or str(exc) or "timed out"
+            finally:
+                await ch.close()
+        return False, first_error, None
+
+    # ------------------------------------------------------------------ stdio backends
+    async def _spawn_main(self) -> tuple[StdioChannel, dict[str, list[JSON]], JSON]:
+        """Start the command and complete a handshake with it; raise with its stderr if it fails."""
+        calls = RouterCalls()
+        cfg = self.config
+        assert cfg.command is not None
+        exit_code: list[int | None] = []
+        listener = _RouterListener(self, calls, on_lost=self._main_lost)
+        ch = StdioChannel(
+            self.name,
+            listener,
+            "handshake",
+            cfg.command,
+            cfg.args,
+            cfg.env,
+            cfg.cwd,
+            on_exit=lambda _c, code: exit_code.append(code),
+        )
+        listener.calls = calls
+        tail_mark = len(self.log_tail)
+        await ch.open()
+        try:
+            res = await calls.call(ch, "initialize", PROBE_INIT_PARAMS, timeout=START_TIMEOUT)
+            ch.protocol_version = res.get("protocolVersion") if isinstance(res.get("protocolVersion"), str) else None
+            await ch.send(jsonrpc.notification("notifications/initialized"))
+            caps = res.get("capabilities") if isinstance(res.get("capabilities"), dict) else {}
+            catalog = await list_catalog(calls, ch, caps or {})
+        except (RouterCallError, BackendUnavailable) as exc:
+            await ch.close()
+            stderr = list(self.log_tail)[tail_mark:] if len(self.log_tail) >= tail_mark else []
+            detail = f"exited with code {exit_code[0]}" if exit_code else str(exc)
+            tail = " | ".join(stderr[-5:])
+            raise BackendUnavailable(f"{detail}" + (f"; stderr: {tail}" if tail else "")) from None
+        self._main_calls = calls
+        return ch, catalog, res
+
+    def _main_lost(self, channel: Channel, reason: str) -> None:
+        if channel is not self._main:
+            return
+        self._main = None
+        self._crashes.append(time.monotonic())
+        if self.state in ("up", "restarting"):
+            self._set_state("down", reason)
+        self._kick.set()
+
+    def _adopt_main(self, ch: StdioChannel, res: JSON) -> None:
+        self._main = ch
+        self.server_info = res.get("serverInfo") if isinstance(res.get("serverInfo"), dict) else None
+        caps = res.get("capabilities")
+        self.capabilities = caps if isinstance(caps, dict) else {}
+        self.protocol_version = ch.protocol_version
+
+    async def _monitor_stdio(self) -> None:
+        while not self._stopped:
+            await self._enabled.wait()
+            if self._main is None or not self._main.alive:
+                if self.state == "failed":
+                    await self._pause(3600)  # until a restart request or a source change
+                    if self.state == "failed":
+                        continue
+                started = time.perf_counter()
+                try:
+                    async with self._restart_lock:
+                        ch, catalog, res = await self._spawn_main()
+                except BackendUnavailable as exc:
+                    self._record(False, None, str(exc))
+                    self._crashes.append(time.monotonic())
+                    self._start_failed(str(exc))
+                    continue
+                self._record(True, time.perf_counter() - started, "started")
+                self._adopt_main(ch, res)
+                self._came_up(catalog, f"pid {ch.pid}")
+                await self._pause(self._interval())
+                continue
+            started = time.perf_counter()
+            try:
+                await self._main_calls.call(self._main, "ping", None, timeout=PROBE_TIMEOUT)
+                self._record(True, time.perf_counter() - started, None)
+            except (RouterCallError, BackendUnavailable) as exc:
+                self._record(False, None, str(exc))
+            await self._pause(self._interval())
+
+    def _start_failed(self, reason: str) -> None:
+        now = time.monotonic()
+        while self._crashes and now - self._crashes[0] > CRASH_WINDOW:
+            self._crashes.popleft()
+        self._failures_in_row += 1
+        if len(self._crashes) >= CRASH_LIMIT:
+            self._set_state(
+                "failed", f"crash loop: {len(self._crashes)} failures in {CRASH_WINDOW:g} s; last: {reason}"
+            )
+            self.note(f"stopped retrying after {len(self._crashes)} failures; waiting for a change or a restart")
+            self._crashes.clear()
+            return
+        self._set_state("down", reason)
+        backoff = min(0.1 * 2 ** (self._failures_in_row - 1), 5.0)
+        self._tasks.append(asyncio.create_task(self._kick_after(backoff)))
+
+    async def _kick_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)  # the crash backoff itself, not a synchronisation
+        self._kick.set()
+
+    # ------------------------------------------------------------------ restarts
+    async def restart(self, reason: str = "restart requested") -> bool:
+        """Blue/green: bring up the new backend first; move traffic only when it answers."""
+        async with self._restart_lock:
+            self.note(f"restarting: {reason}")
+            previous: State = self.state
+            if self.accepting:
+                self._set_state("restarting", reason)
+            if self.config.kind == "stdio":
+                try:
+                    ch, catalog, res = await self._spawn_main()
+                except BackendUnavailable as exc:
+                    self.note(f"restart failed, keeping the running version: {exc}")
+                    if previous in ("up", "restarting") and self._main is not None and self._main.alive:
+                        self._set_state("up", f"restart failed: {exc}")
+                    elif previous == "failed":
+                        self._set_state("failed", f"restart failed: {exc}")
+                    else:
+                        self._set_state("down", f"restart failed: {exc}")
+                    return False
+                old = self._main
+                self._adopt_main(ch, res)
+                if old is not None:
+                    old.closing = True
+                    await old.close()
+                self._crashes.clear()
+            else:
+                ok, detail, probed = await self._probe_http(True)
+                if not ok or probed is None:
+                    self.note(f"restart failed: {detail}")
+                    self._set_state("down" if previous != "up" else "up", detail)
+                    return False
+                catalog = probed
+            self.restarts += 1
+            await asyncio.gather(*(self._migrate(s) for s in self.all_sessions()))
+            self._came_up(catalog, reason)
+            self._kick.set()
+            return True
+
+    async def _migrate(self, session: Session) -> None:
+        await session.migrate()
+
+    # ------------------------------------------------------------------ watching sources
+    async def _watch(self) -> None:
+        import watchfiles  # imported here: only backends with watch paths need it
+
+        paths = [p for p in self.config.watch]
+        self.note(f"watching {', '.join(paths)}")
+        try:
+            async for changes in watchfiles.awatch(*paths, debounce=300, step=50, recursive=True):
+                files = sorted({c[1] for c in changes})
+                shown = ", ".join(f.rsplit("/", 1)[-1] for f in files[:3]) + (" …" if len(files) > 3 else "")
+                await self.restart(f"source changed: {shown}")
+        except FileNotFoundError as exc:
+            self.note(f"cannot watch: {exc}")

@@ -1,0 +1,96 @@
+"""Requests the router makes on its own account (probes, replayed handshakes), in their own id space."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from app.proxy import jsonrpc
+from app.proxy.channels.base import Channel
+from app.proxy.jsonrpc import JSON, Message, RequestId
+
+_router_ids = itertools.count(1)
+ROUTER_ID_PREFIX = "mcp-router-"
+
+
+def new_router_id() -> str:
+    return f"{ROUTER_ID_PREFIX}{next(_router_ids)}"
+
+
+class RouterCallError(Exception):
+    def __init__(self, method: str, detail: str) -> None:
+        super().__init__(f"{method}: {detail}")
+        self.method = method
+        self.detail = detail
+
+
+class RouterCalls:
+    def __init__(self) -> None:
+        self._waiting: dict[RequestId, asyncio.Future[Message]] = {}
+
+    async def call(self, channel: Channel, method: str, params: JSON | None = None, timeout: float = 10.0) -> JSON:
+        """Send a request and return its result; errors and silence raise RouterCallError."""
+        rid = new_router_id()
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = fut
+        try:
+            await channel.send(jsonrpc.request(rid, method, params))
+            try:
+                reply = await asyncio.wait_for(fut, timeout)
+            except TimeoutError:
+                raise RouterCallError(method, f"no answer within {timeout:g} s") from None
+        finally:
+            self._waiting.pop(rid, None)
+        if reply.is_error:
+            err = reply.data.get("error") or {}
+            raise RouterCallError(method, f"error {err.get('code')}: {err.get('message')}")
+        res = reply.data.get("result")
+        return res if isinstance(res, dict) else {}
+
+    def take(self, msg: Message) -> bool:
+        """Claim a reply to one of our own requests."""
+        if not msg.is_response:
+            return False
+        fut = self._waiting.get(msg.id) if msg.id is not None else None
+        if fut is None:
+            return False
+        if not fut.done():
+            fut.set_result(msg)
+        return True
+
+    def is_ours(self, msg_id: RequestId | None) -> bool:
+        return isinstance(msg_id, str) and msg_id.startswith(ROUTER_ID_PREFIX)
+
+    def fail_all(self, reason: str) -> None:
+        for rid, fut in list(self._waiting.items()):
+            if not fut.done():
+                fut.set_result(jsonrpc.error(rid, jsonrpc.BACKEND_LOST, reason))
+
+
+async def list_catalog(calls: RouterCalls, channel: Channel, capabilities: JSON) -> dict[str, list[JSON]]:
+    """Fetch the tools, resources and prompts a backend offers (following pagination)."""
+    catalog: dict[str, list[JSON]] = {}
+    for kind in ("tools", "resources", "prompts"):
+        if kind not in capabilities:
+            continue
+        items: list[JSON] = []
+        cursor: str | None = None
+        for _page in range(50):
+            params: JSON = {"cursor": cursor} if cursor else {}
+            res = await calls.call(channel, f"{kind}/list", params or None, timeout=10.0)
+            page = res.get(kind)
+            if isinstance(page, list):
+                items.extend(i for i in page if isinstance(i, dict))
+            nxt = res.get("nextCursor")
+            if not isinstance(nxt, str) or not nxt:
+                break
+            cursor = nxt
+        catalog[kind] = sorted(items, key=lambda i: str(i.get("name") or i.get("uri")))
+    return catalog
+
+
+def catalog_changes(old: dict[str, list[JSON]] | None, new: dict[str, list[JSON]] | None) -> list[str]:
+    """The kinds (tools, resources, prompts) whose lists differ."""
+    if old is None or new is None:
+        return []
+    return [k for k in ("tools", "resources", "prompts") if old.get(k) != new.get(k) and (k in old or k in new)]

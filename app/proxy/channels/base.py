@@ -1,0 +1,69 @@
+"""What every backend transport offers the session layer: send a message, hear messages back."""
+
+from __future__ import annotations
+
+import itertools
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Literal, Protocol
+
+from app.proxy.jsonrpc import Message, RequestId
+
+ChannelMode = Literal["handshake", "modern"]
+
+_channel_ids = itertools.count(1)
+
+
+class BackendUnavailable(Exception):
+    """The backend could not be reached, or its connection broke; the reason says how."""
+
+
+class ChannelListener(Protocol):
+    def on_backend_message(self, channel: Channel, msg: Message, related: RequestId | None, status: int | None) -> None:
+        """A message from the backend. `related` names the request whose response stream carried it."""
+
+    def on_channel_lost(self, channel: Channel, reason: str) -> None:
+        """The channel is dead: the backend went away or forgot the session."""
+
+    def on_backend_log(self, channel: Channel, line: str) -> None:
+        """A line the backend wrote to stderr (stdio), or a complaint about what it sent."""
+
+
+class Channel(ABC):
+    """One connection to a backend. Messages from it go to the listener, in order of arrival."""
+
+    transport: str = "?"
+
+    def __init__(self, backend: str, listener: ChannelListener, mode: ChannelMode) -> None:
+        self.backend = backend
+        self.listener = listener
+        self.mode = mode
+        self.id = next(_channel_ids)
+        self.alive = False
+        self.closing = False
+        self.protocol_version: str | None = None
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect (spawn, open the stream). Raises BackendUnavailable."""
+
+    @abstractmethod
+    async def send(self, msg: Message, headers: Mapping[str, str] | None = None) -> None:
+        """Send one message. Raises BackendUnavailable if it cannot be delivered."""
+
+    def cancel(self, request_id: RequestId) -> None:
+        """Abort a request in flight (modern era: closing its response stream is the cancellation)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """End the connection; no listener callbacks after this returns."""
+
+    def lost(self, reason: str) -> None:
+        if self.alive and not self.closing:
+            self.alive = False
+            self.listener.on_channel_lost(self, reason)
+        self.alive = False
+
+    @property
+    def describe(self) -> str:
+        return f"{self.transport} channel #{self.id} to {self.backend}"

@@ -1,0 +1,118 @@
+"""Legacy HTTP+SSE to a backend (2024-11-05): one GET stream for everything, POSTs to its endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from urllib.parse import urljoin
+
+import aiohttp
+
+from app.proxy import jsonrpc
+from app.proxy.channels.base import BackendUnavailable, Channel, ChannelListener, ChannelMode
+from app.proxy.channels.streamable import _CONNECT_ERRORS
+from app.proxy.jsonrpc import Message
+from app.proxy.sse import SSEDecoder
+
+ENDPOINT_TIMEOUT = 10.0
+
+
+class LegacySSEChannel(Channel):
+    transport = "sse"
+
+    def __init__(
+        self,
+        backend: str,
+        listener: ChannelListener,
+        mode: ChannelMode,
+        http: aiohttp.ClientSession,
+        url: str,
+    ) -> None:
+        super().__init__(backend, listener, mode)
+        self.http = http
+        self.url = url
+        self.endpoint: str | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._resp: aiohttp.ClientResponse | None = None
+
+    async def open(self) -> None:
+        try:
+            resp = await self.http.get(self.url, headers={"Accept": "text/event-stream"})
+        except _CONNECT_ERRORS as exc:
+            raise BackendUnavailable(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None
+        if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+            resp.release()
+            raise BackendUnavailable(f"{self.url} answered HTTP {resp.status}, not an SSE stream")
+        self._resp = resp
+        endpoint_seen: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.alive = True
+        self._reader = asyncio.create_task(self._read(resp, endpoint_seen))
+        try:
+            endpoint = await asyncio.wait_for(asyncio.shield(endpoint_seen), ENDPOINT_TIMEOUT)
+        except (TimeoutError, BackendUnavailable) as exc:
+            await self.close()
+            raise BackendUnavailable(f"{self.url} sent no endpoint event: {exc or 'timed out'}") from None
+        # SDKs differ in what they send (absolute path, relative path, full URL): resolve like a browser.
+        self.endpoint = urljoin(self.url, endpoint)
+
+    async def _read(self, resp: aiohttp.ClientResponse, endpoint_seen: asyncio.Future[str]) -> None:
+        decoder = SSEDecoder()
+        reason = "backend closed its SSE stream"
+        try:
+            async for chunk in resp.content.iter_any():
+                for ev in decoder.feed(chunk):
+                    if ev.event == "endpoint":
+                        if not endpoint_seen.done():
+                            endpoint_seen.set_result(ev.data.strip())
+                        continue
+                    if ev.event != "message" or not ev.data:
+                        continue
+                    try:
+                        messages, _ = jsonrpc.parse_body(ev.data.encode())
+                    except jsonrpc.ProtocolError as exc:
+                        self.listener.on_backend_log(
+                            self, f"backend sent invalid JSON-RPC ({exc.message}): {ev.data[:200]}"
+                        )
+                        continue
+                    for m in messages:
+                        self.listener.on_backend_message(self, m, None, None)
+        except _CONNECT_ERRORS as exc:
+            reason = f"backend SSE stream dropped: {exc or type(exc).__name__}"
+        finally:
+            resp.release()
+        if not endpoint_seen.done():
+            endpoint_seen.set_exception(BackendUnavailable(reason))
+        self.lost(reason)
+
+    async def send(self, msg: Message, headers: Mapping[str, str] | None = None) -> None:
+        if not self.alive or self.endpoint is None:
+            raise BackendUnavailable(f"{self.describe} is closed")
+        try:
+            async with self.http.post(
+                self.endpoint, data=msg.raw, headers={"Content-Type": "application/json"}
+            ) as resp:
+                if resp.status == 404:
+                    self.lost("backend no longer knows this SSE session (it restarted)")
+                    raise BackendUnavailable("backend session expired")
+                if resp.status >= 400:
+                    text = (await resp.read())[:300].decode("utf-8", "replace")
+                    if msg.is_request and msg.id is not None:
+                        err = jsonrpc.error(
+                            msg.id, jsonrpc.INTERNAL_ERROR, f"backend answered HTTP {resp.status}: {text}"
+                        )
+                        self.listener.on_backend_message(self, err, msg.id, resp.status)
+        except _CONNECT_ERRORS as exc:
+            reason = f"cannot reach {self.endpoint}: {exc or type(exc).__name__}"
+            self.lost(reason)
+            raise BackendUnavailable(reason) from None
+
+    async def close(self) -> None:
+        self.closing = True
+        self.alive = False
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+        if self._resp is not None:
+            self._resp.release()

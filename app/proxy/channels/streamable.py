@@ -1,0 +1,254 @@
+"""Streamable HTTP to a backend: POST per message, JSON or SSE answers, a GET stream for the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+
+import aiohttp
+
+from app.proxy import jsonrpc
+from app.proxy.channels.base import BackendUnavailable, Channel, ChannelListener, ChannelMode
+from app.proxy.jsonrpc import Message, RequestId
+from app.proxy.sse import SSEDecoder
+
+ACCEPT = "application/json, text/event-stream"
+_CONNECT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError, asyncio.TimeoutError)
+
+
+class StreamableHTTPChannel(Channel):
+    transport = "streamable-http"
+
+    def __init__(
+        self,
+        backend: str,
+        listener: ChannelListener,
+        mode: ChannelMode,
+        http: aiohttp.ClientSession,
+        url: str,
+    ) -> None:
+        super().__init__(backend, listener, mode)
+        self.http = http
+        self.url = url
+        self.session_id: str | None = None
+        self._streams: dict[RequestId, asyncio.Task[None]] = {}
+        self._get_task: asyncio.Task[None] | None = None
+        self.has_get_stream = False
+
+    async def open(self) -> None:
+        # HTTP needs no connection up front: the first POST (initialize) shows whether the backend is there.
+        self.alive = True
+
+    def _headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        headers = {"Accept": ACCEPT, "Content-Type": "application/json"}
+        if self.session_id:
+            headers["Mcp-Session-Id"] = self.session_id
+        if self.protocol_version:
+            headers["MCP-Protocol-Version"] = self.protocol_version
+        if extra:
+            headers.update(extra)
+        return headers
+
+    async def send(self, msg: Message, headers: Mapping[str, str] | None = None) -> None:
+        if not self.alive:
+            raise BackendUnavailable(f"{self.describe} is closed")
+        try:
+            resp = await self.http.post(self.url, data=msg.raw, headers=self._headers(headers))
+        except _CONNECT_ERRORS as exc:
+            reason = f"cannot reach {self.url}: {exc or type(exc).__name__}"
+            if self.mode == "handshake":
+                self.lost(reason)
+            raise BackendUnavailable(reason) from None
+        try:
+            await self._handle_response(msg, resp)
+        except BaseException:
+            resp.release()
+            raise
+
+    async def _handle_response(self, msg: Message, resp: aiohttp.ClientResponse) -> None:
+        status = resp.status
+        if status == 404 and self.session_id and self.mode == "handshake":
+            resp.release()
+            self.lost("backend answered 404 for its session (it restarted)")
+            raise BackendUnavailable("backend session expired")
+        sid = resp.headers.get("Mcp-Session-Id")
+        if sid and self.session_id is None and self.mode == "handshake":
+            self.session_id = sid
+        if status == 202 or (status < 300 and not msg.is_request):
+            resp.release()
+            return
+        ctype = resp.headers.get("Content-Type", "")
+        if ctype.startswith("text/event-stream") and status < 300:
+            if msg.id is None:
+                resp.release()
+                return
+            rid = msg.id
+            task = asyncio.create_task(self._read_stream(rid, resp))
+            self._streams[rid] = task
+            task.add_done_callback(lambda _t: self._forget_stream(rid, _t))
+            return
+        try:
+            body = await resp.read()
+        except _CONNECT_ERRORS as exc:
+            self._request_failed(msg.id, f"backend connection broke while answering: {exc}")
+            return
+        finally:
+            resp.release()
+        if ctype.startswith("application/json") and body:
+            try:
+                messages, _ = jsonrpc.parse_body(body)
+            except jsonrpc.ProtocolError as exc:
+                self.listener.on_backend_log(self, f"backend sent invalid JSON-RPC ({exc.message}): {body[:200]!r}")
+                self._request_failed(msg.id, f"backend sent an invalid answer (HTTP {status}): {exc.message}")
+                return
+            for m in messages:
+                self.listener.on_backend_message(self, m, msg.id, status)
+            return
+        text = body[:300].decode("utf-8", "replace").strip()
+        self._request_failed(msg.id, f"backend answered HTTP {status}" + (f": {text}" if text else ""), status)
+
+    def _request_failed(self, request_id: RequestId | None, reason: str, status: int | None = None) -> None:
+        if request_id is None:
+            self.listener.on_backend_log(self, reason)
+            return
+        code = jsonrpc.BACKEND_LOST if status is None else jsonrpc.INTERNAL_ERROR
+        self.listener.on_backend_message(self, jsonrpc.error(request_id, code, reason), request_id, status)
+
+    async def _read_stream(self, request_id: RequestId, resp: aiohttp.ClientResponse) -> None:
+        answered = False
+        last_event_id: str | None = None
+        failure: str | None = None
+        decoder = SSEDecoder()
+        try:
+            while True:
+                try:
+                    async for chunk in resp.content.iter_any():
+                        for ev in decoder.feed(chunk):
+                            if ev.id:
+                                last_event_id = ev.id
+                            if ev.event != "message" or not ev.data:
+                                continue
+                            m = self._decode_event(ev.data)
+                            if m is None:
+                                continue
+                            if m.is_response and m.id == request_id:
+                                answered = True
+                            self.listener.on_backend_message(self, m, request_id, resp.status)
+                except _CONNECT_ERRORS as exc:
+                    failure = f"backend connection broke while answering: {exc or type(exc).__name__}"
+                finally:
+                    resp.release()
+                if answered or failure or self.closing or last_event_id is None or self.mode != "handshake":
+                    break
+                # The server closed the stream early but gave event ids: resume it (SSE polling, 2025-11-25).
+                resumed = await self._resume(last_event_id)
+                if resumed is None:
+                    break
+                resp = resumed
+                decoder = SSEDecoder()
+        except asyncio.CancelledError:
+            resp.release()
+            raise
+        if not answered and not self.closing:
+            self._request_failed(request_id, failure or "backend closed the response stream without answering")
+            if failure and self.mode == "handshake":
+                self.lost(failure)
+
+    async def _resume(self, last_event_id: str) -> aiohttp.ClientResponse | None:
+        headers = self._headers({"Accept": "text/event-stream", "Last-Event-ID": last_event_id})
+        headers.pop("Content-Type", None)
+        try:
+            resp = await self.http.get(self.url, headers=headers)
+        except _CONNECT_ERRORS:
+            return None
+        if resp.status != 200:
+            resp.release()
+            return None
+        return resp
+
+    def _decode_event(self, data: str) -> Message | None:
+        raw = data.encode()
+        try:
+            messages, _ = jsonrpc.parse_body(raw)
+        except jsonrpc.ProtocolError as exc:
+            self.listener.on_backend_log(
+                self, f"backend sent invalid JSON-RPC on its stream ({exc.message}): {data[:200]}"
+            )
+            return None
+        return messages[0]
+
+    def start_get_stream(self) -> None:
+        """Open the standalone stream for server-initiated messages (handshake era, after initialize)."""
+        if self._get_task is None and self.mode == "handshake" and self.session_id:
+            self._get_task = asyncio.create_task(self._get_stream())
+
+    async def _get_stream(self) -> None:
+        headers = self._headers({"Accept": "text/event-stream"})
+        headers.pop("Content-Type", None)
+        attempts = 0
+        while self.alive and not self.closing:
+            try:
+                resp = await self.http.get(self.url, headers=headers)
+            except _CONNECT_ERRORS as exc:
+                self.lost(f"backend stream connection failed: {exc or type(exc).__name__}")
+                return
+            if resp.status == 405:
+                resp.release()
+                return  # the backend offers no standalone stream; nothing to watch
+            if resp.status == 404:
+                resp.release()
+                self.lost("backend answered 404 for its session (it restarted)")
+                return
+            if resp.status != 200:
+                resp.release()
+                return
+            self.has_get_stream = True
+            decoder = SSEDecoder()
+            got_any = False
+            try:
+                async for chunk in resp.content.iter_any():
+                    for ev in decoder.feed(chunk):
+                        got_any = True
+                        if ev.id:
+                            headers["Last-Event-ID"] = ev.id
+                        if ev.event != "message" or not ev.data:
+                            continue
+                        m = self._decode_event(ev.data)
+                        if m is not None:
+                            self.listener.on_backend_message(self, m, None, 200)
+            except _CONNECT_ERRORS as exc:
+                self.lost(f"backend stream dropped: {exc or type(exc).__name__}")
+                return
+            finally:
+                resp.release()
+                self.has_get_stream = False
+            # A clean end may be the server rotating the stream; reconnect, but not in a tight loop.
+            attempts = 0 if got_any else attempts + 1
+            if attempts >= 3:
+                return
+
+    def _forget_stream(self, rid: RequestId, task: asyncio.Task[None]) -> None:
+        if self._streams.get(rid) is task:
+            del self._streams[rid]
+
+    def cancel(self, request_id: RequestId) -> None:
+        task = self._streams.pop(request_id, None)
+        if task is not None:
+            task.cancel()
+
+    async def close(self) -> None:
+        self.closing = True
+        self.alive = False
+        tasks = [t for t in (*self._streams.values(), self._get_task) if t is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        if self.session_id and self.mode == "handshake":
+            with contextlib.suppress(*_CONNECT_ERRORS):
+                async with self.http.delete(
+                    self.url, headers=self._headers(None), timeout=aiohttp.ClientTimeout(total=2)
+                ):
+                    pass

@@ -1,0 +1,379 @@
+"""Client-facing Streamable HTTP (`/mcp`, `/mcp/{name}`), both protocol eras, as a raw ASGI handler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from app.proxy import jsonrpc
+from app.proxy.asgi import (
+    SSE_HEADERS,
+    BodyTooLarge,
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    header,
+    headers_with_prefix,
+    read_body,
+    respond,
+    respond_error,
+    wait_disconnect,
+)
+from app.proxy.channels.base import BackendUnavailable
+from app.proxy.jsonrpc import Message
+from app.proxy.router import Router, UnknownBackend
+from app.proxy.session import Pending, Session
+from app.proxy.sse import COMMENT_PING, encode
+from app.proxy.streams import Sink
+
+# Headers a modern-era request carries that the backend must see untouched.
+FORWARDED = frozenset({b"mcp-protocol-version", b"mcp-method", b"mcp-name", b"authorization"})
+FORWARDED_PREFIXES = (b"mcp-param-",)
+KEEPALIVE = 15.0
+
+
+class StreamableEndpoint:
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, backend_name: str | None) -> None:
+        method = scope["method"]
+        if method == "POST":
+            await self.post(scope, receive, send, backend_name)
+        elif method == "GET":
+            await self.get(scope, receive, send)
+        elif method == "DELETE":
+            await self.delete(scope, send)
+        else:
+            await respond_error(
+                send,
+                405,
+                jsonrpc.INVALID_REQUEST,
+                f"Method Not Allowed: {method}",
+                headers=[(b"allow", b"GET, POST, DELETE")],
+            )
+
+    # ------------------------------------------------------------------ POST
+    async def post(self, scope: Scope, receive: Receive, send: Send, backend_name: str | None) -> None:
+        router = self.router
+        ctype = header(scope, b"content-type")
+        if ctype is not None and not ctype.lower().startswith("application/json"):
+            await respond_error(
+                send,
+                415,
+                jsonrpc.INVALID_REQUEST,
+                "Unsupported Media Type: Content-Type must be application/json",
+            )
+            return
+        try:
+            body = await read_body(receive, router.max_body)
+        except BodyTooLarge:
+            await respond_error(
+                send, 413, jsonrpc.INVALID_REQUEST, f"Payload Too Large: the limit is {router.max_body} bytes"
+            )
+            return
+        except ClientDisconnected:
+            return
+        try:
+            messages, is_batch = jsonrpc.parse_body(body)
+        except jsonrpc.ProtocolError as exc:
+            await respond_error(send, exc.http_status, exc.code, exc.message)
+            return
+        sid = header(scope, b"mcp-session-id")
+        version_header = header(scope, b"mcp-protocol-version")
+        if sid:
+            session = router.sessions.get(sid)
+            if session is None or session.closed:
+                await respond_error(send, 404, jsonrpc.INVALID_REQUEST, "Session not found: initialize a new session")
+                return
+            if version_header and session.protocol_version and version_header != session.protocol_version:
+                await respond_error(
+                    send,
+                    400,
+                    jsonrpc.INVALID_REQUEST,
+                    f"Bad Request: MCP-Protocol-Version {version_header} does not match the session's {session.protocol_version}",
+                )
+                return
+            if is_batch and session.protocol_version != jsonrpc.BATCH_VERSION:
+                await respond_error(
+                    send,
+                    400,
+                    jsonrpc.INVALID_REQUEST,
+                    f"Invalid Request: protocol {session.protocol_version} has no batches",
+                )
+                return
+            await self._dispatch(session, messages, is_batch, scope, receive, send, None)
+            return
+        first = messages[0]
+        modern_version = version_header if version_header in jsonrpc.MODERN_VERSIONS else jsonrpc.meta_version(first)
+        if (
+            len(messages) == 1
+            and first.method == "initialize"
+            and first.is_request
+            and modern_version not in jsonrpc.MODERN_VERSIONS
+        ):
+            try:
+                backend = router.resolve(backend_name)
+            except UnknownBackend as exc:
+                await respond_error(send, 404, jsonrpc.INVALID_REQUEST, str(exc), first.id)
+                return
+            session = router.new_session(backend, "handshake", "streamable-http")
+            await self._dispatch(session, messages, False, scope, receive, send, None, new_session=True)
+            return
+        if modern_version is not None and (version_header is None or version_header in jsonrpc.MODERN_VERSIONS):
+            await self._modern(messages, is_batch, modern_version, version_header, scope, receive, send, backend_name)
+            return
+        await respond_error(
+            send,
+            400,
+            jsonrpc.INVALID_REQUEST,
+            "Bad Request: no Mcp-Session-Id (send initialize first) and no 2026-07-28 _meta envelope",
+            first.id,
+        )
+
+    async def _modern(
+        self,
+        messages: list[Message],
+        is_batch: bool,
+        version: str,
+        version_header: str | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        backend_name: str | None,
+    ) -> None:
+        first = messages[0]
+        if is_batch:
+            await respond_error(
+                send, 400, jsonrpc.INVALID_REQUEST, "Invalid Request: the 2026-07-28 era has no batches"
+            )
+            return
+        try:
+            backend = self.router.resolve(backend_name)
+        except UnknownBackend as exc:
+            await respond_error(send, 404, jsonrpc.INVALID_REQUEST, str(exc), first.id)
+            return
+        if not first.is_request:
+            await respond(send, 202)  # the modern era has no client-to-server notifications on HTTP
+            return
+        meta_version = jsonrpc.meta_version(first)
+        if version_header is not None and meta_version is not None and version_header != meta_version:
+            await respond_error(
+                send,
+                400,
+                jsonrpc.HEADER_MISMATCH,
+                f"Header mismatch: MCP-Protocol-Version {version_header} but _meta says {meta_version}",
+                first.id,
+            )
+            return
+        if backend.transport == "sse":
+            # The backend's own answer would be the same: HTTP+SSE predates this era. The client falls back.
+            await respond_error(
+                send,
+                400,
+                jsonrpc.INVALID_REQUEST,
+                f"backend '{backend.name}' speaks legacy HTTP+SSE only, which has no {version} era; use initialize",
+                first.id,
+            )
+            return
+        session = self.router.modern_session(backend)
+        headers = headers_with_prefix(scope, FORWARDED, FORWARDED_PREFIXES)
+        headers.setdefault("mcp-protocol-version", version)
+        await self._dispatch(session, messages, False, scope, receive, send, headers, modern=True)
+
+    async def _dispatch(
+        self,
+        session: Session,
+        messages: list[Message],
+        is_batch: bool,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        fwd_headers: dict[str, str] | None,
+        *,
+        new_session: bool = False,
+        modern: bool = False,
+    ) -> None:
+        requests = [m for m in messages if m.is_request]
+        sink = Sink() if requests else None
+        for m in messages:
+            if m.is_response:
+                await session.client_response(m)
+            elif m.is_notification:
+                await session.client_notification(m, fwd_headers)
+        if sink is None:
+            await respond(send, 202)
+            return
+        accept = header(scope, b"accept") or "*/*"
+        wants_sse = "text/event-stream" in accept
+        wants_json = "application/json" in accept or "*/*" in accept or not wants_sse
+        forwarder = asyncio.ensure_future(self._forward_all(session, requests, sink, fwd_headers))
+        watcher: asyncio.Task[None] | None = None
+        if modern:
+            watcher = asyncio.ensure_future(wait_disconnect(receive))
+        extra: list[tuple[bytes, bytes]] = []
+        if new_session:
+            extra.append((b"mcp-session-id", session.id.encode()))
+        waiting = {m.id for m in requests}
+        answers: list[Message] = []
+        streaming = False
+        status = 200
+        try:
+            while waiting:
+                item = await self._next(sink, watcher)
+                if item is None:
+                    raise ClientDisconnected
+                msg, backend_status = item
+                if msg.method == "$closed":
+                    break
+                is_answer = msg.is_response and msg.id in waiting
+                if not streaming:
+                    if is_answer and wants_json:
+                        waiting.discard(msg.id)
+                        answers.append(msg)
+                        if modern and backend_status is not None:
+                            status = backend_status
+                        elif modern and msg.is_error:
+                            status = jsonrpc.ERROR_HTTP_STATUS.get(int(msg.data["error"].get("code", 0)), 200)
+                        continue
+                    if not wants_sse:
+                        session.router.log(session.backend.name, f"client accepts no stream; dropped {msg.method}")
+                        continue
+                    streaming = True
+                    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + extra})
+                    for a in answers:
+                        await send({"type": "http.response.body", "body": encode(a.raw), "more_body": True})
+                    answers.clear()
+                if is_answer:
+                    waiting.discard(msg.id)
+                await send({"type": "http.response.body", "body": encode(msg.raw), "more_body": True})
+            if streaming:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            elif answers:
+                body = jsonrpc.encode_batch(answers) if is_batch else answers[0].raw
+                await respond(send, status, body, headers=extra)
+            else:
+                await respond(send, 202 if not requests else 500, headers=extra)
+        except (ClientDisconnected, OSError):
+            sink.closed = True
+            if modern:
+                for m in requests:
+                    p = self._pending_for(session, m)
+                    if p is not None:
+                        session.client_gone(p)
+        finally:
+            sink.closed = True
+            if watcher is not None:
+                watcher.cancel()
+            if not forwarder.done():
+                forwarder.cancel()
+            with contextlib.suppress(BaseException):
+                await forwarder
+        if new_session and session.init_result is None and not session.closed:
+            await session.close("initialize failed")
+
+    @staticmethod
+    def _pending_for(session: Session, m: Message) -> Pending | None:
+        for p in session.pending.values():
+            if p.client_id == m.id and p.msg.method == m.method:
+                return p
+        return None
+
+    @staticmethod
+    async def _forward_all(
+        session: Session, requests: list[Message], sink: Sink, headers: dict[str, str] | None
+    ) -> None:
+        for m in requests:
+            try:
+                await session.client_request(m, sink, headers)
+            except BackendUnavailable as exc:  # pragma: no cover - client_request answers these itself
+                sink.put(jsonrpc.error(m.id, jsonrpc.BACKEND_UNAVAILABLE, str(exc)))
+
+    @staticmethod
+    async def _next(sink: Sink, watcher: asyncio.Task[None] | None) -> tuple[Message, int | None] | None:
+        if not sink.queue.empty():
+            return sink.queue.get_nowait()
+        if watcher is None:
+            return await sink.queue.get()
+        getter = asyncio.ensure_future(sink.queue.get())
+        done, _ = await asyncio.wait({getter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        return None
+
+    # ------------------------------------------------------------------ GET
+    async def get(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sid = header(scope, b"mcp-session-id")
+        accept = header(scope, b"accept") or ""
+        if "text/event-stream" not in accept:
+            await respond_error(
+                send,
+                406,
+                jsonrpc.INVALID_REQUEST,
+                "Not Acceptable: GET opens an SSE stream (Accept: text/event-stream)",
+            )
+            return
+        if not sid:
+            await respond_error(send, 400, jsonrpc.INVALID_REQUEST, "Bad Request: a GET stream needs an Mcp-Session-Id")
+            return
+        session = self.router.sessions.get(sid)
+        if session is None or session.closed:
+            await respond_error(send, 404, jsonrpc.INVALID_REQUEST, "Session not found: initialize a new session")
+            return
+        if session.outbox.readers > 0:
+            await respond_error(
+                send, 409, jsonrpc.INVALID_REQUEST, "Conflict: this session already has a GET stream open"
+            )
+            return
+        last = header(scope, b"last-event-id")
+        cursor = int(last) if last and last.isdigit() else session.outbox.delivered
+        await stream_outbox(session, cursor, receive, send, [])
+
+    # ------------------------------------------------------------------ DELETE
+    async def delete(self, scope: Scope, send: Send) -> None:
+        sid = header(scope, b"mcp-session-id")
+        if not sid:
+            await respond_error(send, 400, jsonrpc.INVALID_REQUEST, "Bad Request: DELETE needs an Mcp-Session-Id")
+            return
+        session = self.router.sessions.get(sid)
+        if session is None:
+            await respond_error(send, 404, jsonrpc.INVALID_REQUEST, "Session not found")
+            return
+        await session.close("client ended the session")
+        await respond(send, 200)
+
+
+async def stream_outbox(session: Session, cursor: int, receive: Receive, send: Send, first_events: list[bytes]) -> None:
+    """Write the session's own stream until the client goes or the session ends."""
+    outbox = session.outbox
+    outbox.readers += 1
+    watcher = asyncio.ensure_future(wait_disconnect(receive))
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        for ev in first_events:
+            await send({"type": "http.response.body", "body": ev, "more_body": True})
+        while not watcher.done():
+            reader = asyncio.ensure_future(outbox.read(cursor))
+            done, _ = await asyncio.wait({reader, watcher}, timeout=KEEPALIVE, return_when=asyncio.FIRST_COMPLETED)
+            if reader not in done:
+                reader.cancel()
+                if watcher in done:
+                    break
+                await send({"type": "http.response.body", "body": COMMENT_PING, "more_body": True})
+                continue
+            items = reader.result()
+            if not items:
+                break  # the session ended
+            chunk = b"".join(encode(m.raw, event_id=str(i)) for i, m in items)
+            cursor = items[-1][0]
+            outbox.delivered = max(outbox.delivered, cursor)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        with contextlib.suppress(OSError):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except OSError:
+        pass
+    finally:
+        outbox.readers -= 1
+        watcher.cancel()

@@ -1,0 +1,170 @@
+"""The core's event stream: every message, session and backend change, for any view to consume.
+
+Publishing never blocks and never fails: each subscriber has a bounded queue and a slow subscriber
+loses its oldest events (and is told how many), so a stalled view cannot slow the proxy down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Direction = Literal["client->backend", "backend->client", "router->client", "router->backend"]
+
+
+@dataclass(slots=True)
+class Event:
+    ts: float = field(default_factory=time.time, kw_only=True)
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["type"] = EVENT_TYPES.get(type(self), self.kind)
+        return d
+
+
+@dataclass(slots=True)
+class TrafficEvent(Event):
+    """One JSON-RPC message crossing the router."""
+
+    direction: Direction
+    session: str
+    backend: str
+    msg_kind: Literal["request", "notification", "response", "error"]
+    method: str | None
+    msg_id: str | int | None
+    latency_ms: float | None = None
+    error: str | None = None
+    message: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class SessionEvent(Event):
+    action: Literal["opened", "initialized", "rebuilt", "closed", "ended"]
+    session: str
+    backend: str
+    transport: str
+    era: str
+    client: str | None = None
+    protocol_version: str | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class BackendStateEvent(Event):
+    backend: str
+    state: str
+    previous: str
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class BackendLogEvent(Event):
+    """A line the backend wrote to stderr, or a notable thing the router did to it."""
+
+    backend: str
+    line: str
+    stream: Literal["stderr", "router"] = "stderr"
+
+
+@dataclass(slots=True)
+class HealthEvent(Event):
+    backend: str
+    ok: bool
+    latency_ms: float | None
+    detail: str | None = None
+
+
+@dataclass(slots=True)
+class BackendListEvent(Event):
+    action: Literal["added", "removed", "changed"]
+    backend: str
+
+
+@dataclass(slots=True)
+class RouterEvent(Event):
+    """Router-level happenings: listening, warnings, shutdown."""
+
+    level: Literal["info", "warning", "error"]
+    text: str
+
+
+EVENT_TYPES: dict[type[Event], str] = {
+    TrafficEvent: "traffic",
+    SessionEvent: "session",
+    BackendStateEvent: "backend_state",
+    BackendLogEvent: "backend_log",
+    HealthEvent: "health",
+    BackendListEvent: "backend_list",
+    RouterEvent: "router",
+}
+
+
+class Subscription:
+    def __init__(self, bus: EventBus, maxsize: int) -> None:
+        self._bus = bus
+        self._queue: deque[Event] = deque(maxlen=maxsize)
+        self._wakeup = asyncio.Event()
+        self.dropped = 0
+        self.closed = False
+
+    def _put(self, event: Event) -> None:
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1
+        self._queue.append(event)
+        self._wakeup.set()
+
+    def drain(self) -> list[Event]:
+        """Everything queued so far, without waiting (for views that poll on an interval)."""
+        items = list(self._queue)
+        self._queue.clear()
+        self._wakeup.clear()
+        return items
+
+    async def next_batch(self) -> list[Event]:
+        while not self._queue:
+            if self.closed:
+                return []
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self.drain()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while not self.closed:
+            batch = await self.next_batch()
+            for ev in batch:
+                yield ev
+
+    def close(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+        self._bus._subscribers.discard(self)
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subscribers: set[Subscription] = set()
+
+    def subscribe(self, maxsize: int = 10_000) -> Subscription:
+        sub = Subscription(self, maxsize)
+        self._subscribers.add(sub)
+        return sub
+
+    @property
+    def has_subscribers(self) -> bool:
+        return bool(self._subscribers)
+
+    def publish(self, event: Event) -> None:
+        for sub in self._subscribers:
+            sub._put(event)
+
+    def close(self) -> None:
+        for sub in list(self._subscribers):
+            sub.close()

@@ -1,0 +1,168 @@
+"""The router: backends by name, client sessions by id, the event bus, one HTTP client pool."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from app import __version__
+from app.proxy.backend import Backend
+from app.proxy.config import BackendConfig, ConfigError
+from app.proxy.events import BackendListEvent, EventBus, RouterEvent, SessionEvent
+from app.proxy.jsonrpc import JSON
+from app.proxy.session import ClientTransport, Era, Session
+
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+
+
+class UnknownBackend(LookupError):
+    def __init__(self, name: str | None) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        if self.name is None:
+            return "no backend is configured: add one with -b NAME=URL, POST /backends, or start with --demo"
+        return f"unknown backend '{self.name}'"
+
+
+class Router:
+    def __init__(
+        self,
+        *,
+        hold: float = 30.0,
+        health_interval: float = 5.0,
+        max_body: int = DEFAULT_MAX_BODY,
+        default: str | None = None,
+    ) -> None:
+        self.bus = EventBus()
+        self.backends: dict[str, Backend] = {}
+        self.sessions: dict[str, Session] = {}
+        self.hold = hold
+        self.health_interval = health_interval
+        self.max_body = max_body
+        self._default = default
+        self.started = time.time()
+        self.listen_url: str | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self.running = False
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise RuntimeError("router not started")
+        return self._http
+
+    @property
+    def default_name(self) -> str | None:
+        if self._default is not None and self._default in self.backends:
+            return self._default
+        return next(iter(self.backends), None)
+
+    def set_default(self, name: str) -> None:
+        if name not in self.backends:
+            raise UnknownBackend(name)
+        self._default = name
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        self._http = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+            skip_auto_headers=("Accept-Encoding",),
+            auto_decompress=False,
+        )
+        self.running = True
+        for b in self.backends.values():
+            b.start()
+
+    async def stop(self) -> None:
+        self.running = False
+        await asyncio.gather(*(b.stop() for b in self.backends.values()), return_exceptions=True)
+        for s in list(self.sessions.values()):
+            await s.close("router stopped")
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        self.bus.close()
+
+    # ------------------------------------------------------------------ backends
+    def add_backend(self, config: BackendConfig) -> Backend:
+        if config.name in self.backends:
+            raise ConfigError(f"backend '{config.name}' already exists")
+        backend = Backend(self, config)
+        self.backends[config.name] = backend
+        if self.running:
+            backend.start()
+        self.bus.publish(BackendListEvent(action="added", backend=config.name))
+        return backend
+
+    async def remove_backend(self, name: str) -> None:
+        backend = self.backends.pop(name, None)
+        if backend is None:
+            raise UnknownBackend(name)
+        if self._default == name:
+            self._default = None
+        await backend.stop(f"backend '{name}' was removed")
+        self.bus.publish(BackendListEvent(action="removed", backend=name))
+
+    def resolve(self, name: str | None) -> Backend:
+        key = name if name is not None else self.default_name
+        backend = self.backends.get(key) if key is not None else None
+        if backend is None:
+            raise UnknownBackend(name)
+        return backend
+
+    # ------------------------------------------------------------------ sessions
+    def new_session(self, backend: Backend, era: Era, transport: ClientTransport) -> Session:
+        session = Session(self, backend, era=era, client_transport=transport)
+        self.sessions[session.id] = session
+        backend.sessions.add(session)
+        self.bus.publish(
+            SessionEvent(action="opened", session=session.id, backend=backend.name, transport=transport, era=era)
+        )
+        return session
+
+    def modern_session(self, backend: Backend) -> Session:
+        """The one session that carries every modern-era request for a backend."""
+        if backend.modern_session is None or backend.modern_session.closed:
+            backend.modern_session = Session(
+                self, backend, era="modern", client_transport="streamable-http", shared=True
+            )
+        return backend.modern_session
+
+    def forget_session(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        session.backend.sessions.discard(session)
+        if session.backend.modern_session is session:
+            session.backend.modern_session = None
+
+    # ------------------------------------------------------------------ reporting
+    def log(self, backend: str, line: str) -> None:
+        b = self.backends.get(backend)
+        if b is not None:
+            b.note(line)
+
+    def warn(self, text: str) -> None:
+        self.bus.publish(RouterEvent(level="warning", text=text))
+
+    def status(self) -> JSON:
+        return {
+            "router": "mcp-dev-router",
+            "version": __version__,
+            "url": self.listen_url,
+            "uptime_s": round(time.time() - self.started, 3),
+            "default": self.default_name,
+            "hold_s": self.hold,
+            "health_interval_s": self.health_interval,
+            "backends": [b.snapshot() for b in self.backends.values()],
+            "sessions": len(self.sessions),
+        }
+
+    def sessions_snapshot(self) -> list[JSON]:
+        return [s.snapshot() for s in self.sessions.values()]
+
+    def __repr__(self) -> str:
+        return f"Router(backends={list(self.backends)}, sessions={len(self.sessions)})"

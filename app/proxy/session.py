@@ -1,0 +1,682 @@
+"""A client session the router owns: it outlives backend connections and rebuilds them.
+
+The client talks to the session; the session talks to whichever backend channel is current. When a
+channel dies the session fails what was in flight on it, holds new requests, and, once the backend
+is back, opens a new channel, replays the client's handshake and restores its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from app.proxy import jsonrpc
+from app.proxy.calls import RouterCallError, RouterCalls, catalog_changes
+from app.proxy.channels.base import BackendUnavailable, Channel, ChannelMode
+from app.proxy.channels.streamable import StreamableHTTPChannel
+from app.proxy.events import SessionEvent, TrafficEvent
+from app.proxy.jsonrpc import JSON, Message, RequestId
+from app.proxy.streams import Outbox, Sink
+
+if TYPE_CHECKING:
+    from app.proxy.backend import Backend
+    from app.proxy.router import Router
+
+Era = Literal["handshake", "modern"]
+ClientTransport = Literal["streamable-http", "sse"]
+
+LIST_CHANGED = {
+    "tools": "notifications/tools/list_changed",
+    "resources": "notifications/resources/list_changed",
+    "prompts": "notifications/prompts/list_changed",
+}
+LISTEN_FILTER_KEYS = {
+    "tools": "toolsListChanged",
+    "resources": "resourcesListChanged",
+    "prompts": "promptsListChanged",
+}
+# Capabilities whose loss makes a session impossible to keep honestly.
+KEPT_CAPABILITIES = ("tools", "resources", "prompts", "logging", "completions")
+
+
+class HoldExpired(Exception):
+    pass
+
+
+class SessionEnded(Exception):
+    pass
+
+
+@dataclass(slots=True, eq=False)
+class Pending:
+    client_id: RequestId
+    backend_id: RequestId
+    method: str
+    msg: Message
+    sink: Sink | None
+    headers: Mapping[str, str] | None
+    started: float = field(default_factory=time.perf_counter)
+    channel: Channel | None = None
+    token: str | int | None = None
+    listen: bool = False
+    acknowledged: bool = False
+
+
+class Session:
+    def __init__(
+        self,
+        router: Router,
+        backend: Backend,
+        *,
+        era: Era,
+        client_transport: ClientTransport,
+        shared: bool = False,
+    ) -> None:
+        self.router = router
+        self.backend = backend
+        self.era = era
+        self.client_transport = client_transport
+        # A shared session carries the modern-era requests of many clients over one channel, so
+        # their ids are remapped to stay unique on it.
+        self.shared = shared
+        self.id = f"modern:{backend.name}" if shared else uuid.uuid4().hex
+        self.created = time.time()
+        self.channel: Channel | None = None
+        self.calls = RouterCalls()
+        self.pending: dict[RequestId, Pending] = {}
+        self._by_token: dict[str | int, Pending] = {}
+        self.server_requests: dict[int, tuple[Channel, RequestId, str]] = {}
+        self._server_ids = itertools.count(1)
+        self._backend_ids = itertools.count(1)
+        self.outbox = Outbox()
+        self.init_msg: Message | None = None
+        self.init_result: JSON | None = None
+        self.protocol_version: str | None = None
+        self.client_info: JSON | None = None
+        self.client_initialized = False
+        self.log_level: str | None = None
+        self.subscriptions: set[str] = set()
+        self.catalog: dict[str, list[JSON]] | None = None
+        self.closed = False
+        self.end_reason: str | None = None
+        self.rebuilds = 0
+        self.last_activity = time.time()
+        self._connect_lock = asyncio.Lock()
+        self._rebuild_task: asyncio.Task[None] | None = None
+        self._draining: dict[Channel, asyncio.Event] = {}
+        self._channels: set[Channel] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ describing
+    @property
+    def mode(self) -> ChannelMode:
+        return self.era
+
+    @property
+    def client_name(self) -> str | None:
+        if self.client_info:
+            name = self.client_info.get("name")
+            version = self.client_info.get("version")
+            if name:
+                return f"{name} {version}" if version else str(name)
+        return None
+
+    def snapshot(self) -> JSON:
+        return {
+            "id": self.id,
+            "backend": self.backend.name,
+            "era": self.era,
+            "transport": self.client_transport,
+            "client": self.client_info,
+            "protocol_version": self.protocol_version,
+            "connected": self.channel is not None and self.channel.alive,
+            "pending": len(self.pending),
+            "rebuilds": self.rebuilds,
+            "created": self.created,
+            "last_activity": self.last_activity,
+        }
+
+    def _publish_traffic(
+        self,
+        direction: Any,
+        msg: Message,
+        latency: float | None = None,
+        method: str | None = None,
+    ) -> None:
+        bus = self.router.bus
+        if not bus.has_subscribers:
+            return
+        d = msg.data
+        if "method" in d:
+            kind: Any = "request" if "id" in d else "notification"
+        else:
+            kind = "error" if "error" in d else "response"
+        err = d.get("error")
+        bus.publish(
+            TrafficEvent(
+                direction=direction,
+                session=self.id,
+                backend=self.backend.name,
+                msg_kind=kind,
+                method=method or msg.method,
+                msg_id=msg.id,
+                latency_ms=None if latency is None else round(latency * 1000, 3),
+                error=err.get("message") if isinstance(err, dict) else None,
+                message=d,
+            )
+        )
+
+    def _publish_session(self, action: Any, reason: str | None = None) -> None:
+        self.router.bus.publish(
+            SessionEvent(
+                action=action,
+                session=self.id,
+                backend=self.backend.name,
+                transport=self.client_transport,
+                era=self.era,
+                client=self.client_name,
+                protocol_version=self.protocol_version,
+                reason=reason,
+            )
+        )
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ------------------------------------------------------------------ from the client
+    async def client_request(self, msg: Message, sink: Sink | None, headers: Mapping[str, str] | None = None) -> None:
+        self.last_activity = time.time()
+        method = msg.method or ""
+        client_id = msg.id
+        assert client_id is not None
+        if self.closed:
+            self._answer_local(
+                msg,
+                sink,
+                jsonrpc.error(client_id, jsonrpc.INVALID_REQUEST, f"session ended: {self.end_reason}"),
+            )
+            return
+        if self.shared:
+            backend_id: RequestId = f"{self.id}-{next(self._backend_ids)}"
+            out = msg.replaced(id=backend_id)
+        else:
+            backend_id, out = client_id, msg
+            if backend_id in self.pending:
+                self._answer_local(
+                    msg,
+                    sink,
+                    jsonrpc.error(client_id, jsonrpc.INVALID_REQUEST, f"request id {client_id!r} is already in use"),
+                )
+                return
+        p = Pending(client_id, backend_id, method, out, sink, headers, token=jsonrpc.progress_token(msg))
+        p.listen = method == "subscriptions/listen"
+        self._publish_traffic("client->backend", msg)
+        if method == "ping" and not self._ready():
+            # The client's liveness check is about the router; answer it while the backend is away.
+            self._answer_local(msg, sink, jsonrpc.result(client_id, {}), publish=True)
+            return
+        if method == "initialize":
+            if self.init_result is not None:
+                self._answer_local(
+                    msg,
+                    sink,
+                    jsonrpc.error(client_id, jsonrpc.INVALID_REQUEST, "session is already initialized"),
+                    publish=True,
+                )
+                return
+            self.init_msg = msg
+            info = msg.params.get("clientInfo")
+            self.client_info = info if isinstance(info, dict) else None
+        elif method == "logging/setLevel":
+            level = msg.params.get("level")
+            self.log_level = level if isinstance(level, str) else self.log_level
+        elif method == "resources/subscribe":
+            uri = msg.params.get("uri")
+            if isinstance(uri, str):
+                self.subscriptions.add(uri)
+        elif method == "resources/unsubscribe":
+            self.subscriptions.discard(str(msg.params.get("uri")))
+        self.pending[backend_id] = p
+        if p.token is not None:
+            self._by_token[p.token] = p
+        await self._forward(p)
+
+    def _ready(self) -> bool:
+        ch = self.channel
+        return ch is not None and ch.alive and self.backend.accepting
+
+    async def _forward(self, p: Pending) -> None:
+        deadline = time.monotonic() + self.router.hold
+        while True:
+            try:
+                ch = await self._ready_channel(deadline)
+            except HoldExpired as exc:
+                self._fail(p, jsonrpc.BACKEND_UNAVAILABLE, str(exc))
+                return
+            except SessionEnded as exc:
+                self._fail(p, jsonrpc.INVALID_REQUEST, f"session ended: {exc}")
+                return
+            if self.pending.get(p.backend_id) is not p:
+                return  # answered or cancelled while it waited
+            try:
+                await ch.send(p.msg, p.headers)
+            except BackendUnavailable as exc:
+                # Nothing reached the backend: hold the request and send it again when it is back.
+                self._channel_failed(ch, str(exc))
+                continue
+            if self.pending.get(p.backend_id) is p:
+                p.channel = ch
+            return
+
+    async def _ready_channel(self, deadline: float) -> Channel:
+        attempt = 0
+        while True:
+            if self.closed:
+                raise SessionEnded(self.end_reason or "closed")
+            ch = self.channel
+            if ch is not None and ch.alive and self.backend.accepting:
+                return ch
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise HoldExpired(self.backend.down_message(self.router.hold))
+            if not self.backend.accepting:
+                await self.backend.wait_up(remaining)
+                continue
+            async with self._connect_lock:
+                if self.closed or (self.channel is not None and self.channel.alive):
+                    continue
+                try:
+                    ch = await asyncio.wait_for(self._open_and_replay(), max(remaining, 0.01))
+                except SessionEnded:
+                    raise
+                except (BackendUnavailable, RouterCallError, TimeoutError, OSError) as exc:
+                    self.backend.report_failure(f"session {self.id[:8]}: {exc or type(exc).__name__}")
+                    attempt += 1
+                    # A backend that is "up" but refuses this session must not be retried in a hot loop.
+                    await asyncio.sleep(min(0.05 * 2**attempt, 1.0, max(deadline - time.monotonic(), 0)))
+                    continue
+                await self._install(ch)
+                return ch
+
+    async def _open_and_replay(self) -> Channel:
+        ch = self.backend.new_channel(self, self.mode)
+        self._channels.add(ch)
+        try:
+            await ch.open()
+            if self.era == "handshake" and self.init_result is not None and self.init_msg is not None:
+                await self._replay_handshake(ch)
+        except BaseException:
+            self._channels.discard(ch)
+            await ch.close()
+            raise
+        return ch
+
+    async def _replay_handshake(self, ch: Channel) -> None:
+        assert self.init_msg is not None and self.init_result is not None
+        res = await self.calls.call(ch, "initialize", dict(self.init_msg.params), timeout=10.0)
+        version = res.get("protocolVersion")
+        if version != self.protocol_version:
+            self._end_later(
+                f"backend '{self.backend.name}' now negotiates protocol {version}, the session has {self.protocol_version}"
+            )
+            raise SessionEnded("protocol version changed")
+        old_caps = self.init_result.get("capabilities") or {}
+        new_caps = res.get("capabilities") or {}
+        dropped = [c for c in KEPT_CAPABILITIES if c in old_caps and c not in new_caps]
+        if dropped:
+            self._end_later(f"backend '{self.backend.name}' no longer offers {', '.join(dropped)}")
+            raise SessionEnded("capability dropped")
+        ch.protocol_version = version
+        await ch.send(jsonrpc.notification("notifications/initialized"))
+        if self.log_level:
+            await self.calls.call(ch, "logging/setLevel", {"level": self.log_level})
+        for uri in sorted(self.subscriptions):
+            await self.calls.call(ch, "resources/subscribe", {"uri": uri})
+        if isinstance(ch, StreamableHTTPChannel):
+            ch.start_get_stream()
+
+    async def _install(self, ch: Channel) -> None:
+        rebuilt = self.channel is None and (
+            self.init_result is not None or any(p.listen for p in self.pending.values())
+        )
+        self.channel = ch
+        if self.era == "modern":
+            for p in list(self.pending.values()):
+                if p.listen and p.channel is None:
+                    # The client's listen stream stays open; the new backend serves it from now on.
+                    try:
+                        await ch.send(p.msg, p.headers)
+                        p.channel = ch
+                    except BackendUnavailable:
+                        return
+        if rebuilt:
+            self.rebuilds += 1
+            self._publish_session("rebuilt")
+        self.check_catalog()
+
+    def _channel_failed(self, ch: Channel, reason: str) -> None:
+        if ch.mode == "modern" and not isinstance(ch, StreamableHTTPChannel):
+            ch.lost(reason)
+        self.backend.report_failure(reason)
+
+    async def client_notification(self, msg: Message, headers: Mapping[str, str] | None = None) -> None:
+        self.last_activity = time.time()
+        method = msg.method
+        out = msg
+        if method == "notifications/cancelled" and not self.shared:
+            rid = msg.params.get("requestId")
+            p = self.pending.pop(rid, None) if isinstance(rid, str | int) else None
+            if p is not None and p.token is not None:
+                self._by_token.pop(p.token, None)
+        elif method == "notifications/initialized":
+            self.client_initialized = True
+        self._publish_traffic("client->backend", msg)
+        ch = self.channel
+        if ch is None or not ch.alive:
+            return  # nothing to tell a backend that is away; the rebuild replays what matters
+        try:
+            await ch.send(out, headers)
+        except BackendUnavailable:
+            return
+        if method == "notifications/initialized" and isinstance(ch, StreamableHTTPChannel):
+            ch.start_get_stream()
+
+    async def client_response(self, msg: Message) -> None:
+        """The client answers a request the backend sent it (sampling, elicitation, roots)."""
+        self.last_activity = time.time()
+        rid = msg.id
+        entry = self.server_requests.pop(rid, None) if isinstance(rid, int) else None
+        if entry is None:
+            self.router.log(self.backend.name, f"session {self.id[:8]}: dropped a reply to unknown request id {rid!r}")
+            return
+        ch, original_id, method = entry
+        self._publish_traffic("client->backend", msg, method=method)
+        if not ch.alive:
+            return  # the backend that asked is gone; its successor never asked
+        try:
+            await ch.send(msg.replaced(id=original_id))
+        except BackendUnavailable:
+            return
+
+    def client_gone(self, p: Pending) -> None:
+        """A modern-era client closed its response stream: that cancels the request upstream."""
+        if self.pending.get(p.backend_id) is not p:
+            return
+        self._pop(p)
+        if p.channel is not None:
+            p.channel.cancel(p.backend_id)
+        self._publish_traffic(
+            "client->backend", jsonrpc.notification("notifications/cancelled", {"requestId": p.client_id})
+        )
+
+    # ------------------------------------------------------------------ from the backend
+    def on_backend_message(self, channel: Channel, msg: Message, related: RequestId | None, status: int | None) -> None:
+        if self.calls.take(msg) or self.closed:
+            return
+        data = msg.data
+        if "method" not in data:
+            self._backend_response(channel, msg, status)
+            return
+        if "id" in data:
+            rid = next(self._server_ids)
+            self.server_requests[rid] = (channel, data["id"], msg.method or "")
+            out = msg.replaced(id=rid)
+            self._publish_traffic("backend->client", out)
+            self._deliver(out, self.pending.get(related) if related is not None else None)
+            return
+        self._backend_notification(channel, msg, related)
+
+    def _backend_response(self, channel: Channel, msg: Message, status: int | None) -> None:
+        p = self.pending.get(msg.id) if msg.id is not None else None
+        if p is None:
+            self.router.log(self.backend.name, f"session {self.id[:8]}: dropped a late answer for id {msg.id!r}")
+            return
+        self._pop(p)
+        out = msg.replaced(id=p.client_id) if self.shared else msg
+        if p.method == "initialize" and not msg.is_error:
+            out = self._initialized(channel, out)
+        self._publish_traffic("backend->client", out, time.perf_counter() - p.started, p.method)
+        self._deliver(out, p, status)
+
+    def _backend_notification(self, channel: Channel, msg: Message, related: RequestId | None) -> None:
+        p = self.pending.get(related) if related is not None else None
+        out = msg
+        params = msg.params
+        method = msg.method
+        if method == "notifications/progress":
+            tok = params.get("progressToken")
+            if isinstance(tok, str | int):
+                p = self._by_token.get(tok, p)
+        elif method == "notifications/cancelled":
+            # The backend withdraws a request it sent the client: name it by the id the client saw.
+            orig = params.get("requestId")
+            for rid, (ch, oid, _m) in list(self.server_requests.items()):
+                if ch is channel and oid == orig:
+                    del self.server_requests[rid]
+                    out = msg.replaced(params={**params, "requestId": rid})
+                    break
+        meta = params.get("_meta")
+        if self.era == "modern" and isinstance(meta, dict) and jsonrpc.META_SUBSCRIPTION_ID in meta:
+            p = self.pending.get(meta[jsonrpc.META_SUBSCRIPTION_ID], p)
+            if p is not None and p.listen:
+                if method == "notifications/subscriptions/acknowledged":
+                    if p.acknowledged:
+                        return  # a re-opened stream acknowledges again; the client has its ack
+                    p.acknowledged = True
+                if self.shared:
+                    out = out.replaced(
+                        params={**out.params, "_meta": {**meta, jsonrpc.META_SUBSCRIPTION_ID: p.client_id}}
+                    )
+        self._publish_traffic("backend->client", out)
+        self._deliver(out, p)
+
+    def _initialized(self, channel: Channel, msg: Message) -> Message:
+        res = msg.data.get("result")
+        if not isinstance(res, dict):
+            return msg
+        version = res.get("protocolVersion")
+        self.protocol_version = version if isinstance(version, str) else None
+        channel.protocol_version = self.protocol_version
+        self.init_result = res
+        self.catalog = self.backend.catalog
+        self._publish_session("initialized")
+        caps = res.get("capabilities")
+        if not isinstance(caps, dict):
+            return msg
+        # Declare listChanged where the backend has the feature: the router will tell the client
+        # when a swapped backend changed the list, and many clients only listen when declared.
+        new_caps = dict(caps)
+        changed = False
+        for kind in ("tools", "resources", "prompts"):
+            cap = new_caps.get(kind)
+            if isinstance(cap, dict) and cap.get("listChanged") is not True:
+                new_caps[kind] = {**cap, "listChanged": True}
+                changed = True
+        if not changed:
+            return msg
+        return msg.replaced(result={**res, "capabilities": new_caps})
+
+    def on_channel_lost(self, channel: Channel, reason: str) -> None:
+        self._channels.discard(channel)
+        self.calls.fail_all(reason)
+        draining = self._draining.pop(channel, None)
+        if draining is not None:
+            draining.set()
+        for p in list(self.pending.values()):
+            if p.channel is not channel:
+                continue
+            if p.listen and self.era == "modern":
+                p.channel = None  # re-opened on the next channel: the client's stream stays
+                continue
+            self._fail(
+                p,
+                jsonrpc.BACKEND_LOST,
+                f"backend '{self.backend.name}' went down while handling {p.method}: {reason}",
+            )
+        for rid, (ch, _oid, _m) in list(self.server_requests.items()):
+            if ch is channel:
+                del self.server_requests[rid]
+                note = jsonrpc.notification(
+                    "notifications/cancelled", {"requestId": rid, "reason": f"backend went down: {reason}"}
+                )
+                self._publish_traffic("router->client", note)
+                self._deliver(note, None)
+        if channel is not self.channel:
+            return
+        self.channel = None
+        self.backend.report_failure(reason, channel)
+        self._schedule_rebuild()
+
+    def on_backend_log(self, channel: Channel, line: str) -> None:
+        self.backend.log(line, channel)
+
+    # ------------------------------------------------------------------ delivery
+    def _deliver(self, msg: Message, p: Pending | None, status: int | None = None) -> None:
+        if p is not None and p.sink is not None and not p.sink.closed:
+            p.sink.put(msg, status)
+            return
+        if self.era == "modern":
+            self.router.log(self.backend.name, f"no open stream for {msg.method or 'a response'}; dropped")
+            return
+        if self.client_transport == "streamable-http" and self.outbox.readers == 0:
+            # No standalone stream open: an open POST stream is the only way to reach the client now.
+            for q in reversed(self.pending.values()):
+                if q.sink is not None and not q.sink.closed:
+                    q.sink.put(msg, None)
+                    return
+        self.outbox.put(msg)
+
+    def _answer_local(self, req: Message, sink: Sink | None, answer: Message, publish: bool = False) -> None:
+        if publish:
+            self._publish_traffic("router->client", answer, method=req.method)
+        if sink is not None:
+            sink.put(answer, None)
+        else:
+            self.outbox.put(answer)
+
+    def _fail(self, p: Pending, code: int, text: str) -> None:
+        if self.pending.get(p.backend_id) is not p:
+            return
+        self._pop(p)
+        err = jsonrpc.error(p.client_id, code, text, {"backend": self.backend.name, "state": self.backend.state})
+        self._publish_traffic("router->client", err, time.perf_counter() - p.started, p.method)
+        self._deliver(err, p)
+
+    def _pop(self, p: Pending) -> None:
+        self.pending.pop(p.backend_id, None)
+        if p.token is not None:
+            self._by_token.pop(p.token, None)
+        ch = p.channel
+        if ch is not None and ch in self._draining and not any(q.channel is ch for q in self.pending.values()):
+            self._draining[ch].set()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _schedule_rebuild(self) -> None:
+        established = self.init_result is not None or any(p.listen for p in self.pending.values())
+        if self.closed or not established or (self._rebuild_task and not self._rebuild_task.done()):
+            return
+        self._rebuild_task = self._spawn(self._rebuild())
+
+    async def _rebuild(self) -> None:
+        try:
+            await self._ready_channel(float("inf"))
+        except (SessionEnded, HoldExpired):
+            return
+
+    def check_catalog(self) -> None:
+        """Tell the client what changed in the backend's lists since it last looked."""
+        new = self.backend.catalog
+        if self.catalog is None or new is None or not self._ready():
+            if self.catalog is None and new is not None and self.init_result is not None:
+                self.catalog = new
+            return
+        changes = catalog_changes(self.catalog, new)
+        self.catalog = new
+        for kind in changes:
+            if self.era == "handshake":
+                note = jsonrpc.notification(LIST_CHANGED[kind])
+                self._publish_traffic("router->client", note)
+                self._deliver(note, None)
+                continue
+            for p in self.pending.values():
+                wanted = p.msg.params.get("notifications")
+                if p.listen and isinstance(wanted, dict) and wanted.get(LISTEN_FILTER_KEYS[kind]) is True:
+                    note = jsonrpc.notification(
+                        LIST_CHANGED[kind], {"_meta": {jsonrpc.META_SUBSCRIPTION_ID: p.client_id}}
+                    )
+                    self._publish_traffic("router->client", note)
+                    self._deliver(note, p)
+
+    async def migrate(self) -> bool:
+        """Blue/green: move the session to a fresh backend channel, then retire the old one."""
+        async with self._connect_lock:
+            old = self.channel
+            if old is None or self.closed:
+                return False
+            try:
+                new = await self._open_and_replay()
+            except (BackendUnavailable, RouterCallError, TimeoutError, OSError, SessionEnded) as exc:
+                self.backend.log(f"session {self.id[:8]} could not move to the new backend: {exc}")
+                return False
+            drained = asyncio.Event()
+            self._draining[old] = drained
+            for p in self.pending.values():
+                if p.listen and p.channel is old:
+                    p.channel = None  # re-opened on the new channel by _install
+            if not any(p.channel is old for p in self.pending.values()):
+                drained.set()
+            await self._install(new)
+            self._spawn(self._retire(old, drained))
+            return True
+
+    async def _retire(self, old: Channel, drained: asyncio.Event) -> None:
+        try:
+            await asyncio.wait_for(drained.wait(), 30.0)
+        except TimeoutError:
+            pass
+        self._draining.pop(old, None)
+        self._channels.discard(old)
+        await old.close()
+
+    def _end_later(self, reason: str) -> None:
+        self._spawn(self.end(reason))
+
+    async def end(self, reason: str) -> None:
+        """The router can no longer keep this session honestly: end it; the client re-initializes."""
+        if self.closed:
+            return
+        self.end_reason = reason
+        self._publish_session("ended", reason)
+        await self.close(reason, event=False)
+
+    async def close(self, reason: str = "closed by client", event: bool = True) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.end_reason = self.end_reason or reason
+        for p in list(self.pending.values()):
+            self._fail(p, jsonrpc.INVALID_REQUEST, f"session ended: {self.end_reason}")
+            if p.sink is not None:
+                p.sink.put(jsonrpc.notification("$closed"))
+        self.outbox.close()
+        self.router.forget_session(self)
+        if event:
+            self._publish_session("closed", reason)
+        current = asyncio.current_task()
+        for t in list(self._tasks):
+            if t is not current:
+                t.cancel()
+        channels = set(self._channels)
+        if self.channel is not None:
+            channels.add(self.channel)
+        self.channel = None
+        for ch in channels:
+            await ch.close()

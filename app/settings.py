@@ -1,0 +1,134 @@
+"""Command-line settings and how they become backends."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from app import __version__
+from app.proxy.app import is_loopback
+from app.proxy.config import BackendConfig, ConfigError, parse_backend_arg, parse_mcp_servers
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8090
+
+
+@dataclass
+class Settings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    ui: bool = True
+    backends: list[BackendConfig] = field(default_factory=list)
+    default: str | None = None
+    demo: bool = False
+    hold: float = 30.0
+    health_interval: float = 5.0
+    log_format: str = "text"
+    quiet: bool = False
+    max_body: int = 4 * 1024 * 1024
+    token: str | None = None
+
+
+def demo_backend() -> BackendConfig:
+    return BackendConfig(name="demo", command=sys.executable, args=["-m", "app.demo_server"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mcp-router-tui",
+        description="A development router for MCP servers: restart and swap backends while clients stay connected.",
+        epilog="Examples:\n"
+        "  mcp-router-tui --demo\n"
+        "  mcp-router-tui -b weather=http://127.0.0.1:8000/mcp\n"
+        '  mcp-router-tui -b "files=python server.py" --watch files=./src\n',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"mcp-dev-router {__version__}")
+    p.add_argument("--no-ui", action="store_true", help="run headless: one line per event on stdout")
+    p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to bind; 0 picks a free one (default 8090)")
+    p.add_argument(
+        "-b",
+        "--backend",
+        action="append",
+        default=[],
+        metavar="NAME=TARGET",
+        help="a backend: NAME=URL (Streamable HTTP, or legacy SSE) or 'NAME=COMMAND ARGS' (stdio); repeatable",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="read backends from an mcpServers JSON file (Claude Desktop, Cursor, VS Code)",
+    )
+    p.add_argument("--default", help="backend served at /mcp and /sse (default: the first)")
+    p.add_argument("--demo", action="store_true", help="add the built-in demo backend")
+    p.add_argument("--hold", type=float, default=30.0, help="seconds a request waits for a down backend (default 30)")
+    p.add_argument("--health-interval", type=float, default=5.0, help="seconds between health probes (default 5)")
+    p.add_argument(
+        "--watch",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="restart stdio backend NAME when files under PATH change; repeatable",
+    )
+    p.add_argument("--log-format", choices=["text", "json"], default="text", help="headless output format")
+    p.add_argument("--quiet", action="store_true", help="headless: no per-message lines, only state changes")
+    p.add_argument("--max-body", type=int, default=4 * 1024 * 1024, help="largest accepted request body in bytes")
+    p.add_argument("--token", default=os.environ.get("MCP_ROUTER_TOKEN"), help="bearer token for the management API")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        backends = [parse_backend_arg(b) for b in ns.backend]
+        if ns.config is not None:
+            try:
+                data = orjson.loads(ns.config.read_bytes())
+            except OSError as exc:
+                raise ConfigError(f"cannot read {ns.config}: {exc.strerror}") from None
+            except orjson.JSONDecodeError as exc:
+                raise ConfigError(f"{ns.config} is not valid JSON: {exc}") from None
+            backends.extend(parse_mcp_servers(data))
+        if ns.demo and not any(b.name == "demo" for b in backends):
+            backends.append(demo_backend())
+        names = [b.name for b in backends]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"backend names must be unique: {', '.join(dupes)}")
+        by_name = {b.name: b for b in backends}
+        for spec in ns.watch:
+            name, sep, path = spec.partition("=")
+            if not sep or name not in by_name:
+                raise ConfigError(f"--watch {spec!r}: expected NAME=PATH for a configured backend")
+            by_name[name].watch.append(path)
+        if ns.default is not None and ns.default not in by_name:
+            raise ConfigError(f"--default {ns.default!r}: no such backend")
+        if not is_loopback(ns.host) and not ns.token:
+            raise ConfigError(
+                f"binding {ns.host} exposes the router beyond this machine: set --token (or MCP_ROUTER_TOKEN)"
+            )
+        if ns.hold < 0 or ns.health_interval <= 0:
+            raise ConfigError("--hold must be >= 0 and --health-interval > 0")
+    except ConfigError as exc:
+        parser.error(str(exc))
+    return Settings(
+        host=ns.host,
+        port=ns.port,
+        ui=not ns.no_ui,
+        backends=backends,
+        default=ns.default,
+        demo=ns.demo,
+        hold=ns.hold,
+        health_interval=ns.health_interval,
+        log_format=ns.log_format,
+        quiet=ns.quiet,
+        max_body=ns.max_body,
+        token=ns.token,
+    )

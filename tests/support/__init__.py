@@ -1,0 +1,1 @@
+"""Test helpers: fixture/router processes (procs) and SDK clients (clients)."""
