@@ -413,6 +413,8 @@ class Backend:
             try:
                 await self._main_calls.call(self._main, "ping", None, timeout=PROBE_TIMEOUT)
                 self._record(True, time.perf_counter() - started, None)
+                if not self.accepting:
+                    self._came_up(None, f"pid {self._main.pid}")
             except (RouterCallError, BackendUnavailable) as exc:
                 self._record(False, None, str(exc))
             await self._pause(self._interval())

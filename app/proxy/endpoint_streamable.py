@@ -21,11 +21,11 @@ from app.proxy.asgi import (
     wait_disconnect,
 )
 from app.proxy.channels.base import BackendUnavailable
-from app.proxy.jsonrpc import Message
+from app.proxy.jsonrpc import Message, RequestId
 from app.proxy.router import Router, UnknownBackend
 from app.proxy.session import Pending, Session
 from app.proxy.sse import COMMENT_PING, encode
-from app.proxy.streams import Sink
+from app.proxy.streams import RETRY_MS, PostStream, Sink
 
 # Headers a modern-era request carries that the backend must see untouched.
 FORWARDED = frozenset({b"mcp-protocol-version", b"mcp-method", b"mcp-name", b"authorization"})
@@ -87,12 +87,13 @@ class StreamableEndpoint:
             if session is None or session.closed:
                 await respond_error(send, 404, jsonrpc.INVALID_REQUEST, "Session not found: initialize a new session")
                 return
-            if version_header and session.protocol_version and version_header != session.protocol_version:
+            if version_header and version_header not in jsonrpc.HANDSHAKE_VERSIONS:
                 await respond_error(
                     send,
                     400,
                     jsonrpc.INVALID_REQUEST,
-                    f"Bad Request: MCP-Protocol-Version {version_header} does not match the session's {session.protocol_version}",
+                    f"Bad Request: unsupported MCP-Protocol-Version {version_header} for a session",
+                    messages[0].id,
                 )
                 return
             if is_batch and session.protocol_version != jsonrpc.BATCH_VERSION:
@@ -101,18 +102,20 @@ class StreamableEndpoint:
                     400,
                     jsonrpc.INVALID_REQUEST,
                     f"Invalid Request: protocol {session.protocol_version} has no batches",
+                    messages[0].id,
                 )
                 return
             await self._dispatch(session, messages, is_batch, scope, receive, send, None)
             return
         first = messages[0]
-        modern_version = version_header if version_header in jsonrpc.MODERN_VERSIONS else jsonrpc.meta_version(first)
-        if (
-            len(messages) == 1
-            and first.method == "initialize"
-            and first.is_request
-            and modern_version not in jsonrpc.MODERN_VERSIONS
-        ):
+        # Like the SDK: a version header that is not a handshake version selects the modern era (an
+        # unknown one gets the backend's own -32022); without a header the `_meta` envelope decides.
+        modern_version: str | None = None
+        if version_header is not None and version_header not in jsonrpc.HANDSHAKE_VERSIONS:
+            modern_version = version_header
+        elif version_header is None:
+            modern_version = jsonrpc.meta_version(first)
+        if len(messages) == 1 and first.method == "initialize" and first.is_request and modern_version is None:
             try:
                 backend = router.resolve(backend_name)
             except UnknownBackend as exc:
@@ -121,7 +124,7 @@ class StreamableEndpoint:
             session = router.new_session(backend, "handshake", "streamable-http")
             await self._dispatch(session, messages, False, scope, receive, send, None, new_session=True)
             return
-        if modern_version is not None and (version_header is None or version_header in jsonrpc.MODERN_VERSIONS):
+        if modern_version is not None:
             await self._modern(messages, is_batch, modern_version, version_header, scope, receive, send, backend_name)
             return
         await respond_error(
@@ -209,16 +212,17 @@ class StreamableEndpoint:
         wants_sse = "text/event-stream" in accept
         wants_json = "application/json" in accept or "*/*" in accept or not wants_sse
         forwarder = asyncio.ensure_future(self._forward_all(session, requests, sink, fwd_headers))
-        watcher: asyncio.Task[None] | None = None
-        if modern:
-            watcher = asyncio.ensure_future(wait_disconnect(receive))
+        # Modern era: closing the stream is the cancellation, so watch for it from the start.
+        watcher = asyncio.ensure_future(wait_disconnect(receive)) if modern else None
         extra: list[tuple[bytes, bytes]] = []
         if new_session:
             extra.append((b"mcp-session-id", session.id.encode()))
-        waiting = {m.id for m in requests}
+        waiting: set[RequestId] = {m.id for m in requests if m.id is not None}
         answers: list[Message] = []
+        stream: PostStream | None = None
         streaming = False
         status = 200
+        resumable = False
         try:
             while waiting:
                 item = await self._next(sink, watcher)
@@ -241,21 +245,35 @@ class StreamableEndpoint:
                         session.router.log(session.backend.name, f"client accepts no stream; dropped {msg.method}")
                         continue
                     streaming = True
+                    if watcher is None:
+                        watcher = asyncio.ensure_future(wait_disconnect(receive))
                     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + extra})
+                    if not modern:
+                        stream = session.open_post_stream(sink, waiting)
+                        resumable = True
+                        await send({"type": "http.response.body", "body": stream.priming(), "more_body": True})
                     for a in answers:
-                        await send({"type": "http.response.body", "body": encode(a.raw), "more_body": True})
+                        data = stream.frame(a.raw) if stream else encode(a.raw)
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
                     answers.clear()
                 if is_answer:
                     waiting.discard(msg.id)
-                await send({"type": "http.response.body", "body": encode(msg.raw), "more_body": True})
+                data = stream.frame(msg.raw) if stream else encode(msg.raw)
+                await send({"type": "http.response.body", "body": data, "more_body": True})
             if streaming:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             elif answers:
                 body = jsonrpc.encode_batch(answers) if is_batch else answers[0].raw
                 await respond(send, status, body, headers=extra)
             else:
-                await respond(send, 202 if not requests else 500, headers=extra)
+                await respond(send, 500, headers=extra)
         except (ClientDisconnected, OSError):
+            if resumable and stream is not None:
+                # Handshake era: a dropped stream is not a cancellation; the client may resume it.
+                stream.attached = False
+                if not forwarder.done():
+                    session.keep(forwarder)
+                return
             sink.closed = True
             if modern:
                 for m in requests:
@@ -263,13 +281,16 @@ class StreamableEndpoint:
                     if p is not None:
                         session.client_gone(p)
         finally:
-            sink.closed = True
             if watcher is not None:
                 watcher.cancel()
-            if not forwarder.done():
-                forwarder.cancel()
-            with contextlib.suppress(BaseException):
-                await forwarder
+            if not (resumable and stream is not None and not stream.attached):
+                sink.closed = True
+                if stream is not None:
+                    stream.attached = False
+                if not forwarder.done():
+                    forwarder.cancel()
+                with contextlib.suppress(BaseException):
+                    await forwarder
         if new_session and session.init_result is None and not session.closed:
             await session.close("initialize failed")
 
@@ -322,14 +343,50 @@ class StreamableEndpoint:
         if session is None or session.closed:
             await respond_error(send, 404, jsonrpc.INVALID_REQUEST, "Session not found: initialize a new session")
             return
+        last = header(scope, b"last-event-id")
+        if last and "-" in last:
+            await self._resume_post_stream(session, last, receive, send)
+            return
         if session.outbox.readers > 0:
             await respond_error(
                 send, 409, jsonrpc.INVALID_REQUEST, "Conflict: this session already has a GET stream open"
             )
             return
-        last = header(scope, b"last-event-id")
         cursor = int(last) if last and last.isdigit() else session.outbox.delivered
-        await stream_outbox(session, cursor, receive, send, [])
+        priming = encode(b"", event_id=str(cursor), retry=RETRY_MS)
+        await stream_outbox(session, cursor, receive, send, [priming])
+
+    async def _resume_post_stream(self, session: Session, last: str, receive: Receive, send: Send) -> None:
+        number_text, _, seq_text = last.partition("-")
+        stream = session.post_streams.get(int(number_text)) if number_text.isdigit() else None
+        if stream is None or not seq_text.isdigit():
+            await respond_error(send, 404, jsonrpc.INVALID_REQUEST, f"Not Found: no stream to resume at event {last}")
+            return
+        if stream.attached:
+            await respond_error(send, 409, jsonrpc.INVALID_REQUEST, "Conflict: that stream is still being written")
+            return
+        stream.attached = True
+        watcher = asyncio.ensure_future(wait_disconnect(receive))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            for data in stream.replay_after(int(seq_text)):
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            while stream.waiting:
+                item = await self._next(stream.sink, watcher)
+                if item is None:
+                    return
+                msg, _status = item
+                if msg.method == "$closed":
+                    break
+                if msg.is_response:
+                    stream.waiting.discard(msg.id)
+                await send({"type": "http.response.body", "body": stream.frame(msg.raw), "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            return
+        finally:
+            stream.attached = False
+            watcher.cancel()
 
     # ------------------------------------------------------------------ DELETE
     async def delete(self, scope: Scope, send: Send) -> None:

@@ -21,7 +21,7 @@ from app.proxy.channels.base import BackendUnavailable, Channel, ChannelMode
 from app.proxy.channels.streamable import StreamableHTTPChannel
 from app.proxy.events import SessionEvent, TrafficEvent
 from app.proxy.jsonrpc import JSON, Message, RequestId
-from app.proxy.streams import Outbox, Sink
+from app.proxy.streams import Outbox, PostStream, Sink
 
 if TYPE_CHECKING:
     from app.proxy.backend import Backend
@@ -94,6 +94,9 @@ class Session:
         self._server_ids = itertools.count(1)
         self._backend_ids = itertools.count(1)
         self.outbox = Outbox()
+        # Answer streams a client may resume with Last-Event-ID (bounded: oldest finished go first).
+        self.post_streams: dict[int, PostStream] = {}
+        self._stream_numbers = itertools.count(1)
         self.init_msg: Message | None = None
         self.init_result: JSON | None = None
         self.protocol_version: str | None = None
@@ -101,7 +104,9 @@ class Session:
         self.client_initialized = False
         self.log_level: str | None = None
         self.subscriptions: set[str] = set()
-        self.catalog: dict[str, list[JSON]] | None = None
+        # What the client last saw of the backend's lists; the modern era has no handshake to wait for.
+        self.catalog: dict[str, list[JSON]] | None = backend.catalog if era == "modern" else None
+        self._had_channel = False
         self.closed = False
         self.end_reason: str | None = None
         self.rebuilds = 0
@@ -184,6 +189,22 @@ class Session:
                 reason=reason,
             )
         )
+
+    def open_post_stream(self, sink: Sink, waiting: set[RequestId]) -> PostStream:
+        ps = PostStream(next(self._stream_numbers), sink, waiting)
+        self.post_streams[ps.number] = ps
+        if len(self.post_streams) > 64:
+            for number, old in list(self.post_streams.items()):
+                if old.done and not old.attached:
+                    del self.post_streams[number]
+                if len(self.post_streams) <= 64:
+                    break
+        return ps
+
+    def keep(self, task: asyncio.Task[Any]) -> None:
+        """Adopt a task that must outlive the HTTP request that started it (ended with the session)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -344,9 +365,8 @@ class Session:
             ch.start_get_stream()
 
     async def _install(self, ch: Channel) -> None:
-        rebuilt = self.channel is None and (
-            self.init_result is not None or any(p.listen for p in self.pending.values())
-        )
+        rebuilt = self._had_channel
+        self._had_channel = True
         self.channel = ch
         if self.era == "modern":
             for p in list(self.pending.values()):
@@ -439,6 +459,13 @@ class Session:
         if p is None:
             self.router.log(self.backend.name, f"session {self.id[:8]}: dropped a late answer for id {msg.id!r}")
             return
+        if p.listen and msg.is_error and msg.data["error"].get("code") == jsonrpc.BACKEND_LOST and not self.closed:
+            # The backend's half of a listen stream broke; the client's half stays open and is
+            # served again by whichever backend comes back.
+            p.channel = None
+            self.backend.report_failure(str(msg.data["error"].get("message")))
+            self._spawn(self._relisten(p))
+            return
         self._pop(p)
         out = msg.replaced(id=p.client_id) if self.shared else msg
         if p.method == "initialize" and not msg.is_error:
@@ -463,6 +490,13 @@ class Session:
                     del self.server_requests[rid]
                     out = msg.replaced(params={**params, "requestId": rid})
                     break
+        if p is None and self.era == "modern" and related is None and method != "notifications/cancelled":
+            # A stdio backend cannot say which request a log line belongs to; in the modern era
+            # there is no other stream, so it goes to the newest request in flight on its process.
+            for q in reversed(self.pending.values()):
+                if q.channel is channel and not q.listen:
+                    p = q
+                    break
         meta = params.get("_meta")
         if self.era == "modern" and isinstance(meta, dict) and jsonrpc.META_SUBSCRIPTION_ID in meta:
             p = self.pending.get(meta[jsonrpc.META_SUBSCRIPTION_ID], p)
@@ -477,6 +511,23 @@ class Session:
                     )
         self._publish_traffic("backend->client", out)
         self._deliver(out, p)
+
+    async def _relisten(self, p: Pending) -> None:
+        while self.pending.get(p.backend_id) is p and p.channel is None:
+            try:
+                ch = await self._ready_channel(float("inf"))
+            except (SessionEnded, HoldExpired):
+                return
+            if p.channel is not None or self.pending.get(p.backend_id) is not p:
+                return  # re-opened by the channel rebuild
+            try:
+                await ch.send(p.msg, p.headers)
+            except BackendUnavailable as exc:
+                self._channel_failed(ch, str(exc))
+                continue
+            if self.pending.get(p.backend_id) is p:
+                p.channel = ch
+            return
 
     def _initialized(self, channel: Channel, msg: Message) -> Message:
         res = msg.data.get("result")
@@ -595,7 +646,7 @@ class Session:
         """Tell the client what changed in the backend's lists since it last looked."""
         new = self.backend.catalog
         if self.catalog is None or new is None or not self._ready():
-            if self.catalog is None and new is not None and self.init_result is not None:
+            if self.catalog is None and new is not None and (self.init_result is not None or self.era == "modern"):
                 self.catalog = new
             return
         changes = catalog_changes(self.catalog, new)

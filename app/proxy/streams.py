@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from app.proxy.jsonrpc import Message
+from app.proxy.jsonrpc import Message, RequestId
+from app.proxy.sse import encode as sse_encode
 
 
 class Sink:
@@ -61,3 +62,42 @@ class Outbox:
     def close(self) -> None:
         self.closed = True
         self._changed.set()
+
+
+RETRY_MS = 1000
+"""How long a client waits before reconnecting a dropped stream (the SSE `retry` field)."""
+
+
+class PostStream:
+    """The SSE answer to one client POST (handshake era), kept so that a dropped client can resume it.
+
+    Event ids are `"{stream}-{seq}"`; a `GET` with `Last-Event-ID` naming one replays what followed
+    and then goes on with the answers still to come.
+    """
+
+    HISTORY = 256
+
+    def __init__(self, number: int, sink: Sink, waiting: set[RequestId]) -> None:
+        self.number = number
+        self.sink = sink
+        self.waiting = waiting
+        self.seq = 0
+        self.history: deque[tuple[int, bytes]] = deque(maxlen=self.HISTORY)
+        self.attached = True
+
+    def priming(self) -> bytes:
+        """An empty event with an id: the client can resume even if nothing else arrives first."""
+        return sse_encode(b"", event_id=f"{self.number}-0", retry=RETRY_MS)
+
+    def frame(self, raw: bytes) -> bytes:
+        self.seq += 1
+        data = sse_encode(raw, event_id=f"{self.number}-{self.seq}")
+        self.history.append((self.seq, data))
+        return data
+
+    def replay_after(self, seq: int) -> list[bytes]:
+        return [data for s, data in self.history if s > seq]
+
+    @property
+    def done(self) -> bool:
+        return not self.waiting

@@ -55,11 +55,20 @@ class StreamableHTTPChannel(Channel):
             raise BackendUnavailable(f"{self.describe} is closed")
         try:
             resp = await self.http.post(self.url, data=msg.raw, headers=self._headers(headers))
-        except _CONNECT_ERRORS as exc:
-            reason = f"cannot reach {self.url}: {exc or type(exc).__name__}"
+        except aiohttp.ClientConnectorError as exc:
+            # Never connected, so nothing was sent: the caller may hold the message and send it again.
+            reason = f"cannot reach {self.url}: {exc.os_error.strerror or exc}"
             if self.mode == "handshake":
                 self.lost(reason)
             raise BackendUnavailable(reason) from None
+        except _CONNECT_ERRORS as exc:
+            # Connected and maybe delivered: the backend died with the request in flight.
+            reason = f"backend connection broke: {exc or type(exc).__name__}"
+            if msg.is_request:
+                self._request_failed(msg.id, reason)
+            if self.mode == "handshake":
+                self.lost(reason)
+            return
         try:
             await self._handle_response(msg, resp)
         except BaseException:
@@ -113,7 +122,8 @@ class StreamableHTTPChannel(Channel):
             self.listener.on_backend_log(self, reason)
             return
         code = jsonrpc.BACKEND_LOST if status is None else jsonrpc.INTERNAL_ERROR
-        self.listener.on_backend_message(self, jsonrpc.error(request_id, code, reason), request_id, status)
+        text = f"backend '{self.backend}' did not answer: {reason}"
+        self.listener.on_backend_message(self, jsonrpc.error(request_id, code, text), request_id, status)
 
     async def _read_stream(self, request_id: RequestId, resp: aiohttp.ClientResponse) -> None:
         answered = False

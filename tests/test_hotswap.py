@@ -1,0 +1,158 @@
+"""Hot-swap: the client keeps its session while its backend dies, comes back, or is replaced.
+
+Real backends (SDK fixture servers over Streamable HTTP, SSE and stdio) are killed by pid and
+started again as a new version (v2 adds `extra_tool`); real SDK clients on every client transport
+stay connected through the router the whole time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from tests.hotswap_support import backend_state, collect_notifications, swappable, wait_state
+from tests.support.clients import connect
+from tests.support.procs import Router, run_router, wait_for
+
+CLIENTS = ["streamable-handshake", "streamable-modern", "sse"]
+BACKENDS = ["streamable", "sse", "stdio"]
+COMBOS = [
+    pytest.param(c, b, id=f"{c}->{b}")
+    for c in CLIENTS
+    for b in BACKENDS
+    # HTTP+SSE has no 2026-07-28 era: a modern client falls back to the handshake (see test_matrix).
+    if not (c == "streamable-modern" and b == "sse")
+]
+
+
+def client_url(r: Router, transport: str, name: str = "be") -> str:
+    return r.mcp_url(name) if transport.startswith("streamable") else r.sse_url(name)
+
+
+def text(result: Any) -> str:
+    return str(result.content[0].text)
+
+
+async def tool_names(client: Any) -> set[str]:
+    return {t.name for t in (await client.list_tools()).tools}
+
+
+async def session_disconnected(r: Router) -> bool:
+    """Every handshake session of the router has noticed its backend connection is gone."""
+    async with httpx.AsyncClient() as http:
+        sessions = (await http.get(f"{r.url}/sessions")).json()
+    return all(not s["connected"] for s in sessions)
+
+
+@pytest.mark.parametrize(("client_tr", "backend_tr"), COMBOS)
+async def test_backend_replaced_by_new_version(tmp_path: Path, client_tr: str, backend_tr: str) -> None:
+    async with swappable(backend_tr, tmp_path) as be:
+        async with run_router("-b", f"be={be.target}", "--hold", "20", "--health-interval", "2") as r:
+            be.router_url = r.url
+            await wait_state(r.url, "be", "up")
+            seen, handler = collect_notifications()
+            async with connect(client_url(r, client_tr), client_tr, message_handler=handler) as client:
+                assert "extra_tool" not in await tool_names(client)
+                assert "variant=v1" in text(await client.call_tool("whoami", {}))
+
+                await be.kill()
+                await wait_state(r.url, "be", "down")
+                await wait_for(lambda: session_disconnected(r), 10, message="the session to notice")
+                # Made while the backend is down: the router holds it for the new version.
+                held = asyncio.create_task(client.call_tool("whoami", {}))
+                await asyncio.sleep(0)  # let the call reach the router before the new build is up
+                await be.revive("v2")
+                assert "variant=v2" in text(await asyncio.wait_for(held, 20))
+
+                assert "extra_tool" in await tool_names(client)
+                assert text(await client.call_tool("extra_tool", {})) == "extra"
+                if client_tr != "streamable-modern":
+                    await wait_for(lambda: "notifications/tools/list_changed" in seen, 5, message="list_changed")
+            info = await backend_state(r.url, "be")
+            assert "extra_tool" in info["tools"]
+
+
+@pytest.mark.parametrize("backend_tr", BACKENDS)
+async def test_hold_expires_then_session_recovers(tmp_path: Path, backend_tr: str) -> None:
+    async with swappable(backend_tr, tmp_path) as be:
+        async with run_router("-b", f"be={be.target}", "--hold", "1") as r:
+            be.router_url = r.url
+            await wait_state(r.url, "be", "up")
+            async with connect(r.mcp_url("be"), "streamable-handshake") as client:
+                assert await client.call_tool("echo", {"text": "a"})
+                await be.kill()
+                await wait_state(r.url, "be", "down")
+                started = time.monotonic()
+                with pytest.raises(MCPError) as err:
+                    await client.call_tool("echo", {"text": "b"})
+                waited = time.monotonic() - started
+                assert 0.9 <= waited < 5, waited
+                assert "'be'" in err.value.error.message and "down" in err.value.error.message
+                # The router answers ping itself while the backend is away.
+                await client.send_ping()
+                await be.revive("v1")
+                await wait_state(r.url, "be", "up")
+                assert text(await client.call_tool("echo", {"text": "c"})) == "c"
+
+
+@pytest.mark.parametrize(("client_tr", "backend_tr"), COMBOS)
+async def test_call_in_flight_fails_fast_when_backend_dies(tmp_path: Path, client_tr: str, backend_tr: str) -> None:
+    async with swappable(backend_tr, tmp_path) as be:
+        async with run_router("-b", f"be={be.target}") as r:
+            be.router_url = r.url
+            await wait_state(r.url, "be", "up")
+            async with connect(client_url(r, client_tr), client_tr) as client:
+                slow = asyncio.create_task(client.call_tool("sleep", {"seconds": 30}))
+
+                async def in_flight() -> bool:
+                    async with httpx.AsyncClient() as http:
+                        sessions = (await http.get(f"{r.url}/sessions")).json()
+                    return any(s["pending"] for s in sessions) or client_tr == "streamable-modern"
+
+                await wait_for(in_flight, 5, message="the call to be in flight")
+                await asyncio.sleep(0.2) if client_tr == "streamable-modern" else None
+                await be.kill()
+                killed = time.monotonic()
+                with pytest.raises(MCPError) as err:
+                    await asyncio.wait_for(slow, 5)
+                assert time.monotonic() - killed < 1.0
+                assert "'be'" in err.value.error.message
+
+
+async def test_listen_stream_survives_swap_and_reports_new_tools(tmp_path: Path) -> None:
+    async with swappable("streamable", tmp_path) as be:
+        async with run_router("-b", f"be={be.target}", "--hold", "20") as r:
+            be.router_url = r.url
+            await wait_state(r.url, "be", "up")
+            async with connect(r.mcp_url("be"), "streamable-modern") as client:
+                async with client.listen(tools_list_changed=True) as sub:
+                    await be.kill()
+                    await wait_state(r.url, "be", "down")
+                    await be.revive("v2")
+                    event = await asyncio.wait_for(sub.__anext__(), 15)
+                    assert type(event).__name__ == "ToolsListChanged"
+                assert "extra_tool" in await tool_names(client)
+
+
+async def test_health_history_records_outage_and_fast_recovery(tmp_path: Path) -> None:
+    async with swappable("streamable", tmp_path) as be:
+        async with run_router("-b", f"be={be.target}", "--health-interval", "5") as r:
+            await wait_state(r.url, "be", "up")
+            await be.kill()
+            await wait_state(r.url, "be", "down")
+            await be.revive("v1")  # returns once the port accepts connections
+            listening = time.monotonic()
+            await wait_state(r.url, "be", "up", timeout=5)
+            assert time.monotonic() - listening < 1.0
+            async with httpx.AsyncClient() as http:
+                samples = (await http.get(f"{r.url}/backends/be/health")).json()["samples"]
+            oks = [s["ok"] for s in samples]
+            first_fail = oks.index(False)
+            assert True in oks[:first_fail] and True in oks[first_fail:], oks
+            assert all(s["latency_ms"] is not None for s in samples if s["ok"])
