@@ -159,6 +159,8 @@ class Router:
             "health_interval_s": self.health_interval,
             "backends": [b.snapshot() for b in self.backends.values()],
             "sessions": len(self.sessions),
+            # For leak checks: tasks alive in the router's loop and connections in its HTTP pool.
+            "tasks": len(asyncio.all_tasks()),
         }
 
     def sessions_snapshot(self) -> list[JSON]:

@@ -1,0 +1,428 @@
+"""The transport matrix: every client transport against every backend transport, through the router.
+
+One router serves three backends for the whole module: `http` (a Streamable HTTP fixture), `sse`
+(a legacy HTTP+SSE fixture) and `stdio` (a fixture command the router spawns). Each test opens
+its own SDK client (`mcp.Client`) inside the test body - the SDK client cannot live in an
+async-generator fixture - and checks what a user of that combination would check: tools, a
+resource, a prompt, progress, sampling, elicitation, logging, and isolation between two clients.
+
+Client transports: "streamable-handshake" (initialize), "streamable-modern" (2026-07-28, pinned,
+no probe) and "sse" (legacy HTTP+SSE, handshake only). A legacy SSE backend has no 2026-07-28
+era, so the modern cell of the `sse` row is exercised as a user meets it: the SDK default
+`mode="auto"` falls back to the handshake and works; a pinned modern client gets an error that
+names the backend (`test_modern_client_against_sse_backend_*`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import mcp_types as types
+import pytest
+from mcp.client import Client, ClientRequestContext
+from mcp.shared.exceptions import MCPError
+
+from tests.support.clients import ClientTransport, connect
+from tests.support.procs import (
+    HOST,
+    REPO_ROOT,
+    FixtureProcess,
+    kill_pid,
+    run_fixture_sync,
+    stdio_command,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+V1_TOOLS = {"echo", "add", "slow", "sleep", "sample", "elicit", "log", "whoami", "bump"}
+HANDSHAKE_VERSION = "2025-11-25"
+MODERN_VERSION = "2026-07-28"
+# The fixture resolves elicitation/sampling with `Resolve(_ask_user)` / `Resolve(_ask_llm)`; in the
+# 2026-07-28 era the InputRequiredResult keys are the resolver's `module:qualname`, and the SDK
+# client hands that key to the callback as its request id (handshake era: a JSON-RPC id).
+ELICIT_KEY = "__main__:_ask_user"
+SAMPLE_KEY = "__main__:_ask_llm"
+
+BACKENDS = ("http", "sse", "stdio")
+CLIENTS: tuple[ClientTransport, ...] = ("streamable-handshake", "streamable-modern", "sse")
+
+# (client transport, backend name). The modern client cannot reach a legacy SSE backend in its
+# own era; the cell is covered with the SDK default ("auto", which falls back to the handshake).
+COMBOS: list[tuple[ClientTransport, str]] = [
+    ("streamable-auto" if (client == "streamable-modern" and backend == "sse") else client, backend)
+    for client in CLIENTS
+    for backend in BACKENDS
+]
+COMBO_IDS = [f"{client}-to-{backend}" for client, backend in COMBOS]
+HANDSHAKE_COMBOS = [(c, b) for c, b in COMBOS if c in ("streamable-handshake", "sse")]
+HANDSHAKE_IDS = [f"{client}-to-{backend}" for client, backend in HANDSHAKE_COMBOS]
+
+_LISTENING_RE = re.compile(r"mcp-dev-router listening on (http://[^\s/]+:(\d+))")
+
+
+# --- module-scoped processes -------------------------------------------------------------------
+
+
+@dataclass
+class SyncRouter:
+    """A router started without an event loop (module scope outlives each test's loop)."""
+
+    url: str
+    popen: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    stderr_lines: list[str] = field(default_factory=list)
+
+    def mcp_url(self, name: str) -> str:
+        return f"{self.url}/mcp/{name}"
+
+    def sse_url(self, name: str) -> str:
+        return f"{self.url}/sse/{name}"
+
+    def tail(self, n: int = 30) -> str:
+        return "\n".join([*self.lines[-n:], "--- stderr ---", *self.stderr_lines[-n:]])
+
+
+def _pump(stream: Any, sink: list[str], first: list[str], ready: threading.Event | None) -> None:
+    # Drains a pipe in a thread so the router never blocks on a full stdout/stderr.
+    for raw in stream:
+        line = raw.rstrip("\r\n")
+        sink.append(line)
+        if ready is not None and not ready.is_set() and _LISTENING_RE.search(line):
+            first.append(line)
+            ready.set()
+
+
+@contextlib.contextmanager
+def run_router_sync(*args: str, ready_timeout: float = 15.0) -> Iterator[SyncRouter]:
+    """Blocking twin of `procs.run_router`: `python -m app --no-ui --port 0 *args`, stopped by pid."""
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "app", "--no-ui", "--host", HOST, "--port", "0", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    stderr_lines: list[str] = []
+    first: list[str] = []
+    ready = threading.Event()
+    pumps = [
+        threading.Thread(target=_pump, args=(popen.stdout, lines, first, ready), daemon=True),
+        threading.Thread(target=_pump, args=(popen.stderr, stderr_lines, [], None), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    try:
+        deadline = time.monotonic() + ready_timeout
+        # Event wait with a short slice so an early exit is noticed at once.
+        while not ready.wait(0.05):
+            if popen.poll() is not None:
+                raise RuntimeError(f"router exited with {popen.returncode}: {lines} {stderr_lines[-20:]}")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"router printed no listening line within {ready_timeout}s: {lines}")
+        match = _LISTENING_RE.search(first[0])
+        assert match is not None
+        yield SyncRouter(match.group(1), popen, lines, stderr_lines)
+    finally:
+        if popen.poll() is None:
+            kill_pid(popen.pid, signal.SIGTERM)
+            try:
+                popen.wait(5.0)
+            except subprocess.TimeoutExpired:
+                kill_pid(popen.pid, signal.SIGKILL)
+                popen.wait()
+        for pump in pumps:
+            pump.join(2.0)
+
+
+@pytest.fixture(scope="module")
+def http_fixture() -> Iterator[FixtureProcess]:
+    with run_fixture_sync("streamable", name="http") as fixture:
+        yield fixture
+
+
+@pytest.fixture(scope="module")
+def sse_fixture() -> Iterator[FixtureProcess]:
+    with run_fixture_sync("sse", name="sse") as fixture:
+        yield fixture
+
+
+@pytest.fixture(scope="module")
+def router(http_fixture: FixtureProcess, sse_fixture: FixtureProcess) -> Iterator[SyncRouter]:
+    with run_router_sync(
+        "-b",
+        f"http={http_fixture.url}",
+        "-b",
+        f"sse={sse_fixture.url}",
+        "-b",
+        f"stdio={stdio_command('v1', name='stdio')}",
+    ) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def fixture_pids(http_fixture: FixtureProcess, sse_fixture: FixtureProcess) -> dict[str, int]:
+    return {"http": http_fixture.pid, "sse": sse_fixture.pid}
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def url_for(router: SyncRouter, client: ClientTransport, backend: str) -> str:
+    return router.sse_url(backend) if client == "sse" else router.mcp_url(backend)
+
+
+def expected_version(client: ClientTransport) -> str:
+    return MODERN_VERSION if client == "streamable-modern" else HANDSHAKE_VERSION
+
+
+def text_of(result: types.CallToolResult) -> str:
+    assert not result.is_error, result
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    return block.text
+
+
+def pid_of(whoami: str) -> int:
+    match = re.search(r"pid=(\d+)", whoami)
+    assert match is not None, whoami
+    return int(match.group(1))
+
+
+@dataclass
+class Recorder:
+    """Client callbacks that remember what they were asked (request ids included)."""
+
+    sampled: list[tuple[Any, str]] = field(default_factory=list)
+    elicited: list[tuple[Any, str]] = field(default_factory=list)
+    logs: list[types.LoggingMessageNotificationParams] = field(default_factory=list)
+
+    async def sampling(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        content = params.messages[0].content
+        text = content.text if isinstance(content, types.TextContent) else "?"
+        self.sampled.append((context.request_id, text))
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=f"sampled:{text}"), model="m"
+        )
+
+    async def elicitation(self, context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        self.elicited.append((context.request_id, params.message))
+        return types.ElicitResult(action="accept", content={"answer": f"re:{params.message}"})
+
+    async def logging(self, params: types.LoggingMessageNotificationParams) -> None:
+        self.logs.append(params)
+
+
+@contextlib.asynccontextmanager
+async def open_client(
+    router: SyncRouter, client: ClientTransport, backend: str, recorder: Recorder | None = None
+) -> AsyncIterator[Client]:
+    rec = recorder or Recorder()
+    async with connect(
+        url_for(router, client, backend),
+        client,
+        sampling_callback=rec.sampling,
+        elicitation_callback=rec.elicitation,
+        logging_callback=rec.logging,
+        log_level="info",  # the 2026-07-28 per-request logging opt-in; ignored in the handshake era
+        read_timeout_seconds=15.0,
+    ) as c:
+        assert c.protocol_version == expected_version(client), router.tail()
+        yield c
+
+
+def matrix(xfail: dict[str, str] | None = None) -> pytest.MarkDecorator:
+    """Parametrize over COMBOS, one test id per cell; `xfail` maps a cell id to a router-bug reason."""
+    params = [
+        pytest.param(
+            client,
+            backend,
+            id=cell,
+            marks=[pytest.mark.xfail(reason=f"router bug: {xfail[cell]}", strict=True)]
+            if xfail and cell in xfail
+            else [],
+        )
+        for (client, backend), cell in zip(COMBOS, COMBO_IDS, strict=True)
+    ]
+    return pytest.mark.parametrize(("client", "backend"), params)
+
+
+# --- the matrix --------------------------------------------------------------------------------
+
+
+@matrix()
+async def test_tools_resources_prompts(router: SyncRouter, client: ClientTransport, backend: str) -> None:
+    async with open_client(router, client, backend) as c:
+        tools = {tool.name for tool in (await c.list_tools()).tools}
+        assert tools == V1_TOOLS
+        assert text_of(await c.call_tool("echo", {"text": f"hi {backend}"})) == f"hi {backend}"
+        added = await c.call_tool("add", {"a": 2, "b": 40})
+        assert text_of(added) == "42"
+        assert added.structured_content == {"result": 42}
+        # The router reached the backend we named, not the default one.
+        assert f"name={backend}" in text_of(await c.call_tool("whoami", {}))
+
+        read = await c.read_resource("test://static")
+        first = read.contents[0]
+        assert isinstance(first, types.TextResourceContents)
+        assert first.text == "static resource"
+        prompt = await c.get_prompt("greet", {"name": "Ada"})
+        content = prompt.messages[0].content
+        assert isinstance(content, types.TextContent)
+        assert content.text == "Hello, Ada!"
+
+
+@matrix()
+async def test_progress(router: SyncRouter, client: ClientTransport, backend: str) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    # Parameter names matter: the SDK's ProgressFnT protocol is (progress, total, message).
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async with open_client(router, client, backend) as c:
+        result = await c.call_tool("slow", {"steps": 4, "delay": 0.01}, progress_callback=on_progress)
+        assert text_of(result) == "done"
+        # Progress precedes the result on the call's stream, and the SDK awaits the progress
+        # callback in order before the result is delivered.
+        assert seen == [(i, 4, f"step {i}/4") for i in (1, 2, 3, 4)]
+
+
+@matrix()
+async def test_sampling_and_elicitation(router: SyncRouter, client: ClientTransport, backend: str) -> None:
+    rec = Recorder()
+    async with open_client(router, client, backend, rec) as c:
+        assert text_of(await c.call_tool("sample", {"prompt": "hello"})) == "sampled:hello"
+        assert text_of(await c.call_tool("elicit", {"question": "ok?"})) == "accept:re:ok?"
+        assert text_of(await c.call_tool("sample", {"prompt": "again"})) == "sampled:again"
+        assert text_of(await c.call_tool("elicit", {"question": "sure?"})) == "accept:re:sure?"
+    assert [text for _, text in rec.sampled] == ["hello", "again"]
+    assert [message for _, message in rec.elicited] == ["ok?", "sure?"]
+    sample_ids = [request_id for request_id, _ in rec.sampled]
+    elicit_ids = [request_id for request_id, _ in rec.elicited]
+    if client == "streamable-modern":
+        # InputRequiredResult passed through untouched: the SDK drove each round itself and
+        # hands the callback the backend's input key as the request id.
+        assert sample_ids == [SAMPLE_KEY, SAMPLE_KEY]
+        assert elicit_ids == [ELICIT_KEY, ELICIT_KEY]
+    else:
+        # Real server-to-client requests, with ids the router keeps unique on the client session.
+        ids = sample_ids + elicit_ids
+        assert all(isinstance(i, int | str) and i not in (SAMPLE_KEY, ELICIT_KEY) for i in ids), ids
+        assert len(set(ids)) == 4, ids
+
+
+@matrix()
+async def test_logging(router: SyncRouter, client: ClientTransport, backend: str) -> None:
+    rec = Recorder()
+    async with open_client(router, client, backend, rec) as c:
+        assert text_of(await c.call_tool("log", {"message": f"note-{backend}"})) == "logged"
+        # The SDK runs notification callbacks in their own tasks: poll instead of asserting at once.
+        await wait_for(lambda: rec.logs, 3, message="notifications/message")
+    assert [(entry.level, entry.logger, entry.data) for entry in rec.logs] == [("info", "fixture", f"note-{backend}")]
+
+
+@matrix()
+async def test_two_clients_isolated(
+    router: SyncRouter, fixture_pids: dict[str, int], client: ClientTransport, backend: str
+) -> None:
+    rec_a, rec_b = Recorder(), Recorder()
+    async with (
+        open_client(router, client, backend, rec_a) as a,
+        open_client(router, client, backend, rec_b) as b,
+    ):
+        rounds = 8
+        calls = []
+        for i in range(rounds):
+            calls.append(a.call_tool("echo", {"text": f"a-{i}"}))
+            calls.append(b.call_tool("echo", {"text": f"b-{i}"}))
+        # Server-to-client requests (or input rounds) in flight on both sessions at once.
+        calls += [a.call_tool("elicit", {"question": "qa"}), b.call_tool("elicit", {"question": "qb"})]
+        calls += [a.call_tool("whoami", {}), b.call_tool("whoami", {})]
+        results = [text_of(r) for r in await asyncio.gather(*calls)]
+        expected = [f"{who}-{i}" for i in range(rounds) for who in ("a", "b")]
+        assert results[:-4] == expected
+        assert results[-4:-2] == ["accept:re:qa", "accept:re:qb"]
+        assert [q for _, q in rec_a.elicited] == ["qa"]
+        assert [q for _, q in rec_b.elicited] == ["qb"]
+        pid_a, pid_b = (pid_of(text) for text in results[-2:])
+    if backend == "stdio":
+        # Each handshake session gets its own stdio process (one process serves one session).
+        # Modern requests are self-contained, so whether they share a process is not asserted.
+        if client != "streamable-modern":
+            assert pid_a != pid_b
+    else:
+        assert pid_a == pid_b == fixture_pids[backend]
+
+
+# --- handshake-era capabilities ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("client", "backend"), HANDSHAKE_COMBOS, ids=HANDSHAKE_IDS)
+async def test_initialize_declares_list_changed(router: SyncRouter, client: ClientTransport, backend: str) -> None:
+    async with open_client(router, client, backend) as c:
+        caps = c.server_capabilities
+        assert c.session.initialize_result is not None
+        # The SDK backend itself says listChanged: false in this era; the router promises the
+        # notifications it sends after a hot-swap, so it must say true for what the backend has.
+        assert caps.tools is not None and caps.tools.list_changed is True
+        assert caps.resources is not None and caps.resources.list_changed is True
+        assert caps.prompts is not None and caps.prompts.list_changed is True
+        # What the backend declares besides is kept.
+        assert caps.resources.subscribe is True
+        assert caps.logging is not None
+
+
+# --- the modern client and a legacy SSE backend ------------------------------------------------
+
+
+async def test_modern_client_against_sse_backend_auto_falls_back(router: SyncRouter) -> None:
+    async with connect(router.mcp_url("sse"), "streamable-auto") as c:
+        assert c.protocol_version == HANDSHAKE_VERSION
+        assert c.session.initialize_result is not None
+        assert text_of(await c.call_tool("echo", {"text": "fell back"})) == "fell back"
+
+
+async def test_modern_client_against_sse_backend_pinned_fails_clearly(router: SyncRouter) -> None:
+    # A pinned client adopts 2026-07-28 without a probe, so the refusal comes on its first call.
+    async with connect(router.mcp_url("sse"), "streamable-modern") as c:
+        with pytest.raises(MCPError) as excinfo:
+            await c.call_tool("echo", {"text": "never"})
+    message = str(excinfo.value)
+    assert "backend 'sse'" in message, message
+    assert "legacy HTTP+SSE" in message, message
+    assert excinfo.value.error.code == types.INVALID_REQUEST
+
+
+async def test_auto_client_picks_modern_when_backend_has_it(router: SyncRouter) -> None:
+    for backend in ("http", "stdio"):
+        async with connect(router.mcp_url(backend), "streamable-auto") as c:
+            assert c.protocol_version == MODERN_VERSION, backend
+            assert text_of(await c.call_tool("echo", {"text": backend})) == backend
+
+
+def test_router_output_is_clean(router: SyncRouter) -> None:
+    """Last in the module: after the whole matrix, the router logged no traceback and dropped nothing."""
+    suspicious = [
+        line
+        for line in router.lines + router.stderr_lines
+        if "Traceback" in line or "dropped" in line or "Error" in line
+    ]
+    assert not suspicious, router.tail(60)

@@ -1,0 +1,167 @@
+"""Supervised stdio backends: watched sources, blue/green restarts, crash loops, no orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from tests.hotswap_support import backend_state, collect_notifications, wait_state, write_stdio_server
+from tests.support.clients import connect
+from tests.support.procs import kill_pid, run_router, wait_for
+
+
+def text(result: Any) -> str:
+    return str(result.content[0].text)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes: it holds no resources but a table slot.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def pids_of(url: str, name: str) -> list[int]:
+    return list((await backend_state(url, name))["pids"])
+
+
+async def test_source_change_restarts_blue_green_and_broken_build_keeps_old(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    script = write_stdio_server(src, "v1")
+    cmd = shlex.join([sys.executable, str(script)])
+    async with run_router("-b", f"be={cmd}", "--watch", f"be={src}") as r:
+        await wait_state(r.url, "be", "up")
+        seen, handler = collect_notifications()
+        async with connect(r.mcp_url("be"), "streamable-handshake", message_handler=handler) as client:
+            first = text(await client.call_tool("whoami", {}))
+            assert "variant=v1" in first
+
+            (src / "variant.txt").write_text("v2")  # the developer saves a change
+
+            async def new_version() -> bool:
+                return "variant=v2" in text(await client.call_tool("whoami", {}))
+
+            await wait_for(new_version, 20, interval=0.1, message="the session to move to the new build")
+            assert "extra_tool" in {t.name for t in (await client.list_tools()).tools}
+            await wait_for(lambda: "notifications/tools/list_changed" in seen, 5, message="list_changed")
+            serving = text(await client.call_tool("whoami", {}))
+            restarts = (await backend_state(r.url, "be"))["restarts"]
+
+            script.write_text("this is not python (\n")  # a broken edit
+
+            async def restart_failed() -> bool:
+                async with httpx.AsyncClient() as http:
+                    lines = (await http.get(f"{r.url}/backends/be/log")).json()["lines"]
+                return any("restart failed" in line for line in lines)
+
+            await wait_for(restart_failed, 20, interval=0.1, message="the failed restart to be reported")
+            info = await backend_state(r.url, "be")
+            assert info["state"] == "up" and info["restarts"] == restarts
+            # The old process still serves the same session.
+            again = text(await client.call_tool("whoami", {}))
+            assert again.split(" call=")[0] == serving.split(" call=")[0]
+
+
+async def test_api_restart_keeps_session_on_a_new_process(tmp_path: Path) -> None:
+    script = write_stdio_server(tmp_path, "v1")
+    cmd = shlex.join([sys.executable, str(script)])
+    async with run_router("-b", f"be={cmd}") as r:
+        await wait_state(r.url, "be", "up")
+        async with connect(r.sse_url("be"), "sse") as client:
+            before = text(await client.call_tool("whoami", {})).split(" call=")[0]
+            old_pids = await pids_of(r.url, "be")
+            async with httpx.AsyncClient(timeout=30) as http:
+                resp = await http.post(f"{r.url}/backends/be/restart")
+            assert resp.status_code == 200 and resp.json()["restarted"] is True
+            after = text(await client.call_tool("whoami", {})).split(" call=")[0]
+            assert after != before
+            await wait_for(lambda: not any(alive(p) for p in old_pids), 10, message="old processes to end")
+
+
+async def test_crash_loop_stops_retrying_until_fixed(tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text("import sys\nprint('boom: cannot start', file=sys.stderr)\nsys.exit(3)\n")
+    cmd = shlex.join([sys.executable, str(script)])
+    async with run_router("-b", f"be={cmd}") as r:
+        info = await wait_state(r.url, "be", "failed", timeout=30)
+        assert "crash loop" in info["reason"] and "boom" in info["reason"]
+        write_stdio_server(tmp_path, "v1")  # the developer fixes it
+        async with httpx.AsyncClient(timeout=30) as http:
+            resp = await http.post(f"{r.url}/backends/be/restart")
+        assert resp.status_code == 200
+        await wait_state(r.url, "be", "up")
+        async with connect(r.mcp_url("be"), "streamable-handshake") as client:
+            assert text(await client.call_tool("echo", {"text": "fixed"})) == "fixed"
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+async def test_no_backend_process_outlives_the_router(tmp_path: Path, how: str) -> None:
+    script = write_stdio_server(tmp_path, "v1")
+    cmd = shlex.join([sys.executable, str(script)])
+    async with run_router("-b", f"be={cmd}", check_exit_code=how == "SIGTERM") as r:
+        await wait_state(r.url, "be", "up")
+        async with connect(r.mcp_url("be"), "streamable-handshake") as a, connect(r.sse_url("be"), "sse") as b:
+            await a.call_tool("echo", {"text": "x"})
+            await b.call_tool("echo", {"text": "y"})
+            pids = await pids_of(r.url, "be")
+            assert len(pids) == 3  # the router's own, and one per client session
+            if how == "SIGKILL":
+                kill_pid(r.pid, 9)
+                await r.proc.wait()
+            else:
+                kill_pid(r.pid, 15)
+                assert await asyncio.wait_for(r.proc.wait(), 10) == 0
+            await wait_for(lambda: not any(alive(p) for p in pids), 10, message="backend processes to end")
+
+
+VERSIONED_SERVER = """\
+import json, os, sys
+here = os.path.dirname(os.path.abspath(__file__))
+version = open(os.path.join(here, "version.txt")).read().strip()
+for line in sys.stdin:
+    msg = json.loads(line)
+    if "id" not in msg:
+        continue
+    if msg["method"] == "initialize":
+        result = {"protocolVersion": version, "capabilities": {"tools": {}},
+                  "serverInfo": {"name": "versioned", "version": version}}
+    elif msg["method"] == "tools/list":
+        result = {"tools": [{"name": "v", "inputSchema": {"type": "object"}}]}
+    elif msg["method"] == "tools/call":
+        result = {"content": [{"type": "text", "text": version}]}
+    else:
+        result = {}
+    print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}), flush=True)
+"""
+
+
+async def test_rebuilt_backend_with_another_protocol_version_ends_the_session(tmp_path: Path) -> None:
+    (tmp_path / "server.py").write_text(VERSIONED_SERVER)
+    (tmp_path / "version.txt").write_text("2025-11-25")
+    cmd = shlex.join([sys.executable, str(tmp_path / "server.py")])
+    async with run_router("-b", f"be={cmd}", "--log-format", "json") as r:
+        await wait_state(r.url, "be", "up")
+        async with connect(r.mcp_url("be"), "streamable-handshake") as client:
+            assert text(await client.call_tool("v", {})) == "2025-11-25"
+            (tmp_path / "version.txt").write_text("2025-06-18")
+            async with httpx.AsyncClient(timeout=30) as http:
+                assert (await http.post(f"{r.url}/backends/be/restart")).status_code == 200
+            with pytest.raises(MCPError):
+                await client.call_tool("v", {})
+        ended = [line for line in r.lines if '"ended"' in line]
+        assert ended and "2025-06-18" in ended[0]
