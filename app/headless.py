@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 
@@ -23,8 +23,14 @@ from app.proxy.events import (
 ARROWS = {"client->backend": "→", "backend->client": "←", "router->client": "⇠", "router->backend": "⇢"}
 
 
+_second: list[Any] = [None, ""]
+
+
 def _clock(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+    sec = int(ts)
+    if _second[0] != sec:  # strftime once a second, not once a line
+        _second[0], _second[1] = sec, time.strftime("%H:%M:%S", time.localtime(sec))
+    return f"{_second[1]}.{int(ts * 1000) % 1000:03d}"
 
 
 def format_text(ev: Event) -> str | None:
@@ -69,6 +75,13 @@ class HeadlessPrinter:
     def line(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
+
+    def info(self, text: str) -> None:
+        """A startup line: plain text, or a router event in JSON mode (so the output stays parseable)."""
+        if self.fmt == "json":
+            self.line(orjson.dumps(RouterEvent(level="info", text=text.strip()).to_dict()).decode())
+        else:
+            self.line(text)
 
     def render(self, events: list[Event]) -> str:
         lines: list[str] = []

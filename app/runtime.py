@@ -61,6 +61,9 @@ def make_server(router: Router, settings: Settings) -> RouterServer:
         ws="none",
         loop="none",
         timeout_keep_alive=30,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
     )
     return RouterServer(config)
 
@@ -84,9 +87,9 @@ async def run_headless(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
 
-    printer.line(f"mcp-dev-router listening on {router.listen_url}")
+    printer.line(f"mcp-dev-router listening on {router.listen_url}")  # the readiness line, plain in any format
     if not router.backends:
-        printer.line(
+        printer.info(
             "no backend yet: add one with -b NAME=URL or -b 'NAME=COMMAND ARGS', start with --demo, "
             f"or POST {router.listen_url}/backends"
         )
@@ -94,7 +97,7 @@ async def run_headless(settings: Settings) -> int:
         default = router.default_name
         for name in router.backends:
             mark = " (default: /mcp, /sse)" if name == default else ""
-            printer.line(f"  {name}: {router.listen_url}/mcp/{name}  {router.backends[name].config.target}{mark}")
+            printer.info(f"  {name}: {router.listen_url}/mcp/{name}  {router.backends[name].config.target}{mark}")
     await router.start()
     printing = asyncio.create_task(printer.run())
     serving = asyncio.create_task(server.serve(sockets=[sock]))

@@ -76,8 +76,8 @@ class _RouterListener:
         if self.on_lost is not None:
             self.on_lost(channel, reason)
 
-    def on_backend_log(self, channel: Channel, line: str) -> None:
-        self.backend.log(line, channel)
+    def on_backend_log(self, channel: Channel, line: str, garbage: bool = False) -> None:
+        self.backend.log(line, channel, garbage=garbage)
 
 
 class Backend:
@@ -191,8 +191,19 @@ class Backend:
             self._set_state("down", reason)
         self._kick.set()
 
-    def log(self, line: str, channel: Channel | None = None, stream: Literal["stderr", "router"] = "stderr") -> None:
-        if isinstance(channel, StdioChannel) and channel.pid is not None and stream == "stderr":
+    def log(
+        self,
+        line: str,
+        channel: Channel | None = None,
+        stream: Literal["stderr", "stdout", "router"] = "stderr",
+        garbage: bool = False,
+    ) -> None:
+        if garbage:
+            stream = "stdout"
+            if not self.accepting and self.state not in ("disabled", "failed"):
+                # It answers, but not in MCP: say so now rather than after the start timeout.
+                self._set_state("down", f"speaks something other than MCP: {line[:120]}")
+        if isinstance(channel, StdioChannel) and channel.pid is not None and stream != "router":
             line = f"[{channel.pid}] {line}"
         self.log_tail.append(line)
         self.router.bus.publish(BackendLogEvent(backend=self.name, line=line, stream=stream))

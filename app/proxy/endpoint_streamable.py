@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 
 from app.proxy import jsonrpc
 from app.proxy.asgi import (
@@ -31,6 +32,10 @@ from app.proxy.streams import RETRY_MS, PostStream, Sink
 FORWARDED = frozenset({b"mcp-protocol-version", b"mcp-method", b"mcp-name", b"authorization"})
 FORWARDED_PREFIXES = (b"mcp-param-",)
 KEEPALIVE = 15.0
+
+
+def _cancel_task(task: asyncio.Task[object], _watcher: object) -> None:
+    task.cancel()
 
 
 class StreamableEndpoint:
@@ -211,9 +216,40 @@ class StreamableEndpoint:
         accept = header(scope, b"accept") or "*/*"
         wants_sse = "text/event-stream" in accept
         wants_json = "application/json" in accept or "*/*" in accept or not wants_sse
-        forwarder = asyncio.ensure_future(self._forward_all(session, requests, sink, fwd_headers))
         # Modern era: closing the stream is the cancellation, so watch for it from the start.
         watcher = asyncio.ensure_future(wait_disconnect(receive)) if modern else None
+        if len(requests) == 1 and not is_batch:
+            # The hot path: forward in this task (no hand-off). Usually the answer is in the sink
+            # when this returns; if the client goes away meanwhile, the watcher interrupts us.
+            forwarder: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            me = asyncio.current_task()
+            interrupt = None
+            if watcher is not None and me is not None:
+                interrupt = functools.partial(_cancel_task, me)
+                watcher.add_done_callback(interrupt)
+            try:
+                await session.client_request(requests[0], sink, fwd_headers)
+            except asyncio.CancelledError:
+                if watcher is None or not watcher.done():
+                    raise
+                p = self._pending_for(session, requests[0])
+                if p is not None:
+                    session.client_gone(p)
+                return
+            finally:
+                if interrupt is not None and watcher is not None:
+                    watcher.remove_done_callback(interrupt)
+            forwarder.set_result(None)
+            if sink.queue.qsize() == 1 and wants_json:
+                msg, backend_status = sink.queue.get_nowait()
+                if msg.is_response and msg.id == requests[0].id:
+                    if watcher is not None:
+                        watcher.cancel()
+                    await self._answer_json(session, msg, backend_status, send, new_session, modern)
+                    return
+                sink.queue.put_nowait((msg, backend_status))
+        else:
+            forwarder = asyncio.ensure_future(self._forward_all(session, requests, sink, fwd_headers))
         extra: list[tuple[bytes, bytes]] = []
         if new_session:
             extra.append((b"mcp-session-id", session.id.encode()))
@@ -264,6 +300,8 @@ class StreamableEndpoint:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             elif answers:
                 body = jsonrpc.encode_batch(answers) if is_batch else answers[0].raw
+                if new_session and session.init_result is None:
+                    extra = []  # initialize failed: there is no session to name
                 await respond(send, status, body, headers=extra)
             else:
                 await respond(send, 500, headers=extra)
@@ -291,6 +329,25 @@ class StreamableEndpoint:
                     forwarder.cancel()
                 with contextlib.suppress(BaseException):
                     await forwarder
+        if new_session and session.init_result is None and not session.closed:
+            await session.close("initialize failed")
+
+    @staticmethod
+    async def _answer_json(
+        session: Session, msg: Message, backend_status: int | None, send: Send, new_session: bool, modern: bool
+    ) -> None:
+        status = 200
+        if modern and backend_status is not None:
+            status = backend_status
+        elif modern and msg.is_error:
+            status = jsonrpc.ERROR_HTTP_STATUS.get(int(msg.data["error"].get("code", 0)), 200)
+        headers = (
+            [(b"mcp-session-id", session.id.encode())] if new_session and session.init_result is not None else None
+        )
+        try:
+            await respond(send, status, msg.raw, headers=headers)
+        except OSError:
+            pass
         if new_session and session.init_result is None and not session.closed:
             await session.close("initialize failed")
 

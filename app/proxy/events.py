@@ -71,7 +71,7 @@ class BackendLogEvent(Event):
 
     backend: str
     line: str
-    stream: Literal["stderr", "router"] = "stderr"
+    stream: Literal["stderr", "stdout", "router"] = "stderr"
 
 
 @dataclass(slots=True)

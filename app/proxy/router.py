@@ -71,8 +71,9 @@ class Router:
         self._http = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-            skip_auto_headers=("Accept-Encoding",),
+            skip_auto_headers=("Accept-Encoding", "User-Agent"),
             auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self.running = True
         for b in self.backends.values():

@@ -115,7 +115,7 @@ class Session:
         self._rebuild_task: asyncio.Task[None] | None = None
         self._draining: dict[Channel, asyncio.Event] = {}
         self._channels: set[Channel] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     # ------------------------------------------------------------------ describing
     @property
@@ -201,7 +201,7 @@ class Session:
                     break
         return ps
 
-    def keep(self, task: asyncio.Task[Any]) -> None:
+    def keep(self, task: asyncio.Future[Any]) -> None:
         """Adopt a task that must outlive the HTTP request that started it (ended with the session)."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -586,8 +586,8 @@ class Session:
         self.backend.report_failure(reason, channel)
         self._schedule_rebuild()
 
-    def on_backend_log(self, channel: Channel, line: str) -> None:
-        self.backend.log(line, channel)
+    def on_backend_log(self, channel: Channel, line: str, garbage: bool = False) -> None:
+        self.backend.log(line, channel, garbage=garbage)
 
     # ------------------------------------------------------------------ delivery
     def _deliver(self, msg: Message, p: Pending | None, status: int | None = None) -> None:

@@ -25,8 +25,8 @@ class ChannelListener(Protocol):
     def on_channel_lost(self, channel: Channel, reason: str) -> None:
         """The channel is dead: the backend went away or forgot the session."""
 
-    def on_backend_log(self, channel: Channel, line: str) -> None:
-        """A line the backend wrote to stderr (stdio), or a complaint about what it sent."""
+    def on_backend_log(self, channel: Channel, line: str, garbage: bool = False) -> None:
+        """A line the backend wrote to stderr (stdio), or (`garbage`) something it sent that is not MCP."""
 
 
 class Channel(ABC):

@@ -72,7 +72,7 @@ class LegacySSEChannel(Channel):
                         messages, _ = jsonrpc.parse_body(ev.data.encode())
                     except jsonrpc.ProtocolError as exc:
                         self.listener.on_backend_log(
-                            self, f"backend sent invalid JSON-RPC ({exc.message}): {ev.data[:200]}"
+                            self, f"backend sent invalid JSON-RPC ({exc.message}): {ev.data[:200]}", garbage=True
                         )
                         continue
                     for m in messages:

@@ -127,7 +127,7 @@ class StdioChannel(Channel):
                 messages, _ = jsonrpc.parse_body(line)
             except jsonrpc.ProtocolError as exc:
                 self.listener.on_backend_log(
-                    self, f"backend wrote non-JSON-RPC to stdout ({exc.message}): {line[:200]!r}"
+                    self, f"backend wrote non-JSON-RPC to stdout ({exc.message}): {line[:200]!r}", garbage=True
                 )
                 continue
             for m in messages:

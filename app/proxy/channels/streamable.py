@@ -108,7 +108,9 @@ class StreamableHTTPChannel(Channel):
             try:
                 messages, _ = jsonrpc.parse_body(body)
             except jsonrpc.ProtocolError as exc:
-                self.listener.on_backend_log(self, f"backend sent invalid JSON-RPC ({exc.message}): {body[:200]!r}")
+                self.listener.on_backend_log(
+                    self, f"backend sent invalid JSON-RPC ({exc.message}): {body[:200]!r}", garbage=True
+                )
                 self._request_failed(msg.id, f"backend sent an invalid answer (HTTP {status}): {exc.message}")
                 return
             for m in messages:
@@ -183,7 +185,7 @@ class StreamableHTTPChannel(Channel):
             messages, _ = jsonrpc.parse_body(raw)
         except jsonrpc.ProtocolError as exc:
             self.listener.on_backend_log(
-                self, f"backend sent invalid JSON-RPC on its stream ({exc.message}): {data[:200]}"
+                self, f"backend sent invalid JSON-RPC on its stream ({exc.message}): {data[:200]}", garbage=True
             )
             return None
         return messages[0]

@@ -1,0 +1,1073 @@
+"""mcp-dev-router benchmark: direct vs router vs router --quiet, side by side in one run.
+
+    /work/venv/bin/python bench/run.py                  # defaults: about 1-2 minutes
+    /work/venv/bin/python bench/run.py --profile 10     # + py-spy profile of the router under load
+
+One SDK fixture backend (tests/servers/fixture.py, streamable HTTP) serves all three variants:
+  direct        SDK client -> backend
+  router        SDK client -> router (headless, per-message lines on stdout) -> backend
+  router-quiet  SDK client -> router (headless, --quiet) -> backend
+Measurements, each in every round for every variant, variants alternating (rotated order per
+round) so that drift on the machine hits them equally:
+  seq-handshake  N sequential tools/call echo on one handshake-era session, after a warm-up
+  seq-modern     the same at 2026-07-28 (mode pinned: no probe, no session)
+  throughput     S concurrent handshake-era sessions (one SDK client each) calling echo for T s
+
+The load generator never runs in this (orchestrating) process: it runs in --workers separate
+worker processes (this file with --worker), each owning sessions/workers of the sessions. The
+orchestrator only sends commands and sleeps while they run, so its own CPU use is nil.
+See bench/README.md for how to read the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # `python bench/run.py` puts bench/ first, not the repo
+
+HOST = "127.0.0.1"
+FIXTURE = REPO_ROOT / "tests" / "servers" / "fixture.py"
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+WORKER_SCRIPT = Path(__file__).resolve()
+VARIANTS = ("direct", "router", "router-quiet")
+LISTENING_RE = re.compile(r"mcp-dev-router listening on http://[^\s/]+:(\d+)")
+TARGET_OVERHEAD_PCT = 15.0
+TARGET_THROUGHPUT_RATIO = 0.75
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------------------------
+# worker: the load generator, one process each, driven by JSON lines on stdin
+# --------------------------------------------------------------------------------------------
+
+
+async def _worker_main() -> None:
+    # Imported here so that the orchestrator never loads the SDK (it needs none of it).
+    from tests.support.clients import connect
+
+    loop = asyncio.get_running_loop()
+
+    async def read_cmd() -> dict[str, Any]:
+        # A blocking readline in a thread: the worker is idle while it waits, and stdin is a pipe.
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            return {"op": "quit"}
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def reply(obj: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    reply({"ok": True, "ready": True, "pid": os.getpid()})
+    while True:
+        cmd = await read_cmd()
+        op = cmd["op"]
+        if op == "quit":
+            return
+        try:
+            if op == "seq":
+                reply(await _worker_seq(connect, cmd, read_cmd, reply))
+            elif op == "throughput":
+                reply(await _worker_throughput(connect, cmd, read_cmd, reply))
+            else:
+                reply({"ok": False, "error": f"unknown op {op!r}"})
+        except Exception as exc:  # report, stay alive: the orchestrator decides what a failure means
+            reply({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+
+async def _worker_seq(connect: Any, cmd: dict[str, Any], read_cmd: Any, reply: Any) -> dict[str, Any]:
+    """One session per variant, all open at once; sequential calls interleaved call by call.
+
+    Call i goes to every variant in turn, the order rotating with i, so that a burst of load from
+    anything else on the machine hits all variants alike (paired samples, not blocks).
+    """
+    transport = "streamable-modern" if cmd["era"] == "modern" else "streamable-handshake"
+    names: list[str] = list(cmd["urls"])
+    lat: dict[str, list[float]] = {n: [] for n in names}
+    perf = time.perf_counter
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(connect(cmd["urls"][n], transport)) for n in names]
+        for _ in range(cmd["warmup"]):
+            for client in clients:
+                await client.call_tool("echo", {"text": "warm-up"})
+        reply({"ok": True, "connected": len(clients)})
+        go = await read_cmd()
+        if go.get("op") != "go":
+            raise RuntimeError(f"expected go, got {go!r}")
+        k = len(names)
+        for i in range(cmd["calls"]):
+            for j in range(k):
+                idx = (i + j) % k
+                t0 = perf()
+                await clients[idx].call_tool("echo", {"text": f"call {i}"})
+                lat[names[idx]].append((perf() - t0) * 1000.0)
+    return {"ok": True, "lat_ms": lat}
+
+
+async def _worker_throughput(connect: Any, cmd: dict[str, Any], read_cmd: Any, reply: Any) -> dict[str, Any]:
+    """Connect cmd["sessions"] sessions, say "connected", wait for "go", call echo for go["seconds"].
+
+    Each session lives in its own task from connect to close: the SDK client's anyio cancel scopes
+    must be entered and exited in the same task.
+    """
+    n = int(cmd["sessions"])
+    perf = time.perf_counter
+    counts = [0] * n
+    errors = [0] * n
+    finished = [0.0] * n
+    connected = 0
+    all_connected = asyncio.Event()
+    go = asyncio.Event()
+    window = {"start": 0.0, "end": 0.0}
+
+    async def session(i: int) -> None:
+        nonlocal connected
+        async with connect(cmd["url"], "streamable-handshake") as client:
+            await client.call_tool("echo", {"text": "warm-up"})  # the first timed call is not special
+            connected += 1
+            if connected == n:
+                all_connected.set()
+            await go.wait()
+            end = window["end"]
+            while perf() < end:
+                try:
+                    await client.call_tool("echo", {"text": "load"})
+                    counts[i] += 1
+                except Exception:
+                    errors[i] += 1
+            finished[i] = perf()  # before the session closes: closing is not part of the window
+
+    tasks = [asyncio.create_task(session(i)) for i in range(n)]
+    ready = asyncio.create_task(all_connected.wait())
+    try:
+        # Handshakes run concurrently but are not timed; a session that fails to connect fails the run.
+        while not ready.done():
+            await asyncio.wait({ready, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+            for t in tasks:
+                if t.done() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        reply({"ok": True, "connected": n})
+        go_cmd = await read_cmd()
+        if go_cmd.get("op") != "go":
+            raise RuntimeError(f"expected go, got {go_cmd!r}")
+        window["start"] = perf()
+        window["end"] = window["start"] + float(go_cmd["seconds"])
+        go.set()
+        await asyncio.gather(*tasks)
+    finally:
+        ready.cancel()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    elapsed = max(finished) - window["start"]
+    return {"ok": True, "calls": sum(counts), "errors": sum(errors), "elapsed": elapsed}
+
+
+# --------------------------------------------------------------------------------------------
+# orchestrator: processes
+# --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Procs:
+    """Every process this run starts, so that all of them are stopped by pid whatever happens."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, asyncio.subprocess.Process]] = []
+
+    def add(self, name: str, proc: asyncio.subprocess.Process) -> asyncio.subprocess.Process:
+        self.procs.append((name, proc))
+        return proc
+
+    async def stop(self, proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                await proc.wait()
+
+    async def stop_all(self) -> None:
+        # Reverse start order: load generators first, then routers, then the backend.
+        for _, proc in reversed(self.procs):
+            await self.stop(proc)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (user+nice+system+irq+softirq+steal), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+class LoadMeter:
+    """How many cores *other* programs kept busy during a measured window (machine busy - ours).
+
+    This machine is shared: a test suite running beside the benchmark moves every number.
+    The report shows the foreign load per measurement so that a noisy run can be recognised.
+    """
+
+    def __init__(self, procs: Procs) -> None:
+        self.procs = procs
+        self.samples: dict[str, list[float]] = defaultdict(list)
+        self._start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def _ours(self) -> float:
+        return sum(cpu_seconds(p.pid) for _, p in self.procs.procs if p.returncode is None) + sum(os.times()[:2])
+
+    def start(self) -> None:
+        self._start = (time.monotonic(), machine_busy_seconds(), self._ours())
+
+    def stop(self, key: str) -> None:
+        t0, busy0, ours0 = self._start
+        dt = time.monotonic() - t0
+        if dt > 0:
+            foreign = ((machine_busy_seconds() - busy0) - (self._ours() - ours0)) / dt
+            self.samples[key].append(max(0.0, foreign))
+
+    def mean(self, key: str) -> float:
+        v = self.samples.get(key) or []
+        return statistics.fmean(v) if v else math.nan
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (its threads included), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+async def wait_port(port: int, proc: asyncio.subprocess.Process, what: str, limit: float = 20.0) -> None:
+    deadline = time.monotonic() + limit
+    while True:
+        if proc.returncode is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before accepting connections")
+        try:
+            _, writer = await asyncio.open_connection(HOST, port)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} did not accept connections on port {port} within {limit}s")
+        await asyncio.sleep(0.05)
+
+
+async def start_backend(procs: Procs) -> tuple[str, asyncio.subprocess.Process]:
+    port = free_port()
+    argv = [sys.executable, str(FIXTURE), "--transport", "streamable", "--host", HOST, "--port", str(port)]
+    argv += ["--name", "bench"]
+    proc = procs.add(
+        "backend",
+        await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,  # the SDK server logs each request at INFO: not our business
+            cwd=REPO_ROOT,
+            start_new_session=True,  # a terminal ^C reaches only us; we stop it by pid
+        ),
+    )
+    await wait_port(port, proc, "fixture backend")
+    return f"http://{HOST}:{port}/mcp", proc
+
+
+async def start_router(
+    procs: Procs, name: str, backend_url: str, quiet: bool, log_dir: Path
+) -> tuple[str, asyncio.subprocess.Process, Path]:
+    """Start a headless router with its stdout going to a file (see README: what the console costs)."""
+    log_path = log_dir / f"{name}.stdout.log"
+    argv = [sys.executable, "-m", "app", "--no-ui", "--host", HOST, "--port", "0", "-b", f"fx={backend_url}"]
+    if quiet:
+        argv.append("--quiet")
+    # A private HOME/XDG so that the router neither reads nor writes the user's saved backends.
+    home = log_dir / f"{name}-home"
+    home.mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_STATE_HOME": str(home / "state"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_CACHE_HOME": str(home / "cache"),
+    }
+    with open(log_path, "wb") as out:  # noqa: ASYNC230 - a create, once, before anything is timed
+        proc = procs.add(
+            name,
+            await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+                env=env,
+                start_new_session=True,
+            ),
+        )
+    deadline = time.monotonic() + 20.0
+    port: int | None = None
+    while port is None:
+        if proc.returncode is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode}: {log_path.read_text()[-2000:]}")
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{name} printed no 'listening' line within 20 s: {log_path.read_text()[-2000:]}")
+        first = log_path.read_text(errors="replace").split("\n", 1)[0]
+        match = LISTENING_RE.search(first)
+        if match:
+            port = int(match.group(1))
+            break
+        await asyncio.sleep(0.05)
+    await wait_port(port, proc, name)
+    return f"http://{HOST}:{port}/mcp", proc, log_path
+
+
+@dataclass
+class Worker:
+    proc: asyncio.subprocess.Process
+
+    async def send(self, obj: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
+        await self.proc.stdin.drain()
+
+    async def recv(self, timeout: float = 300.0) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError(f"worker {self.proc.pid} exited (code {self.proc.returncode})")
+        msg: dict[str, Any] = json.loads(line)
+        if not msg.get("ok"):
+            raise RuntimeError(f"worker {self.proc.pid}: {msg.get('error')}")
+        return msg
+
+    async def call(self, obj: dict[str, Any], timeout: float = 300.0) -> dict[str, Any]:
+        await self.send(obj)
+        return await self.recv(timeout)
+
+
+async def start_worker(procs: Procs, index: int) -> Worker:
+    proc = procs.add(
+        f"worker{index}",
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(WORKER_SCRIPT),
+            "--worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        ),
+    )
+    worker = Worker(proc)
+    await worker.recv(timeout=60.0)  # the "ready" line: SDK imported
+    return worker
+
+
+# --------------------------------------------------------------------------------------------
+# orchestrator: measurements
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    # lat[measurement][variant] = pooled samples over rounds; per_round[measurement][variant] = p50s
+    lat: dict[str, dict[str, list[float]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    round_p50: dict[str, dict[str, list[float]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    tput: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    tput_errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # CPU seconds per process role during the throughput runs, and the calls they served.
+    cpu: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
+    tput_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Router CPU seconds during the sequential runs, and the calls each variant got.
+    seq_cpu: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
+    seq_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+async def run_seq(
+    worker: Worker,
+    urls: dict[str, str],
+    era: str,
+    calls: int,
+    warmup: int,
+    watch: dict[str, int],
+    meter: LoadMeter | None = None,
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Interleaved sequential calls on all variants; (latencies per variant, CPU s per watched pid)."""
+    await worker.call({"op": "seq", "urls": urls, "era": era, "calls": calls, "warmup": warmup})
+    cpu0 = {k: cpu_seconds(pid) for k, pid in watch.items()}
+    if meter:
+        meter.start()
+    msg = await worker.call({"op": "go"})
+    if meter:
+        meter.stop(f"seq-{era}")
+    cpu1 = {k: cpu_seconds(pid) for k, pid in watch.items()}
+    lat: dict[str, list[float]] = msg["lat_ms"]
+    return lat, {k: cpu1[k] - cpu0[k] for k in watch}
+
+
+async def run_throughput(
+    workers: list[Worker],
+    url: str,
+    sessions: int,
+    seconds: float,
+    watch: dict[str, int],
+    meter: LoadMeter | None = None,
+    key: str = "",
+) -> tuple[float, int, int, dict[str, float]]:
+    """Returns (calls/s, calls, errors, CPU seconds per watched process during the timed window)."""
+    share = [sessions // len(workers) + (1 if i < sessions % len(workers) else 0) for i in range(len(workers))]
+    active = [(w, n) for w, n in zip(workers, share, strict=True) if n > 0]
+    await asyncio.gather(*(w.send({"op": "throughput", "url": url, "sessions": n}) for w, n in active))
+    await asyncio.gather(*(w.recv() for w, _ in active))  # all sessions connected and warm
+    watch = {**watch, **{f"client{i}": w.proc.pid for i, (w, _) in enumerate(active)}}
+    cpu0 = {k: cpu_seconds(pid) for k, pid in watch.items()}
+    if meter:
+        meter.start()
+    await asyncio.gather(*(w.send({"op": "go", "seconds": seconds}) for w, _ in active))
+    done = await asyncio.gather(*(w.recv(timeout=seconds + 120) for w, _ in active))
+    if meter:
+        meter.stop(key)
+    cpu1 = {k: cpu_seconds(pid) for k, pid in watch.items()}
+    calls = sum(d["calls"] for d in done)
+    errors = sum(d["errors"] for d in done)
+    rate = sum(d["calls"] / d["elapsed"] for d in done)
+    cpu = {k: cpu1[k] - cpu0[k] for k in watch}
+    return rate, calls, errors, cpu
+
+
+def pct(samples: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    if not samples:
+        return math.nan
+    s = sorted(samples)
+    return s[max(0, math.ceil(p / 100.0 * len(s)) - 1)]
+
+
+def lat_stats(samples: list[float]) -> dict[str, float]:
+    return {
+        "n": len(samples),
+        "p50": pct(samples, 50),
+        "p90": pct(samples, 90),
+        "p99": pct(samples, 99),
+        "mean": statistics.fmean(samples) if samples else math.nan,
+    }
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+async def profile_router(
+    procs: Procs,
+    workers: list[Worker],
+    url: str,
+    pid: int,
+    args: argparse.Namespace,
+    out_dir: Path,
+    stamp: str,
+    label: str,
+) -> dict[str, Any]:
+    """py-spy record the router (by pid) while the throughput load runs; summarise the hot spots."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        return {"error": f"py-spy not found at {py_spy}: /work/venv/bin/pip install py-spy"}
+    raw = out_dir / f"{stamp}-profile-{label}.collapsed.txt"
+    share = [
+        args.sessions // len(workers) + (1 if i < args.sessions % len(workers) else 0) for i in range(len(workers))
+    ]
+    active = [(w, n) for w, n in zip(workers, share, strict=True) if n > 0]
+    await asyncio.gather(*(w.send({"op": "throughput", "url": url, "sessions": n}) for w, n in active))
+    await asyncio.gather(*(w.recv() for w, _ in active))
+    seconds = args.profile
+    # Collapsed stacks at 250 Hz; --nonblocking: the router is not paused per sample, so it is barely slowed.
+    spy = procs.add(
+        "py-spy",
+        await asyncio.create_subprocess_exec(
+            str(py_spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(math.ceil(seconds)),
+            "--rate",
+            "250",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        ),
+    )
+    await asyncio.sleep(0.5)  # py-spy attaches (ptrace) before the load starts
+    await asyncio.gather(*(w.send({"op": "go", "seconds": seconds}) for w, _ in active))
+    done = await asyncio.gather(*(w.recv(timeout=seconds + 120) for w, _ in active))
+    err = ""
+    try:
+        await asyncio.wait_for(spy.wait(), 30)
+    except TimeoutError:
+        await procs.stop(spy)
+    if spy.returncode != 0 and spy.stderr is not None:
+        err = (await spy.stderr.read()).decode(errors="replace")[-1000:]
+    rate = sum(d["calls"] / d["elapsed"] for d in done)
+    if not raw.exists():
+        return {"error": f"py-spy wrote no profile (exit {spy.returncode}): {err}"}
+    summary = summarise_collapsed(raw.read_text())
+    summary.update({"calls_per_s_while_profiling": rate, "collapsed": str(raw.relative_to(REPO_ROOT))})
+    return summary
+
+
+_FRAME_RE = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
+
+
+def _short_frame(frame: str) -> str:
+    """`func (path/to/file.py:12)` -> `func (pkg/file.py)` with site-packages and repo prefixes cut."""
+    m = _FRAME_RE.match(frame)
+    if not m:
+        return frame
+    path = m.group("file")
+    for cut in ("site-packages/", "/lib/python3.11/", str(REPO_ROOT) + "/"):
+        if cut in path:
+            path = path.split(cut, 1)[1]
+    return f"{m.group('func')} ({path})"
+
+
+def _area(frame: str) -> str:
+    short = _short_frame(frame)
+    if "(app/" in short:
+        return "app/" + short.split("(app/", 1)[1].split("/", 1)[0].split(".py", 1)[0]
+    for name in ("uvicorn", "aiohttp", "httpx", "httpcore", "orjson", "starlette", "asyncio", "json"):
+        if f"({name}/" in short or f"({name}." in short:
+            return name
+    return "other"
+
+
+def summarise_collapsed(text: str, top: int = 25) -> dict[str, Any]:
+    """Self time per function, inclusive time per function, and self time per area (module)."""
+    self_t: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    area_t: Counter[str] = Counter()
+    app_incl: Counter[str] = Counter()
+    total = 0
+    for line in text.splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not stack or not count_s.isdigit():
+            continue
+        n = int(count_s)
+        frames = stack.split(";")
+        # py-spy --format raw: first frame is "process ..." / thread name; skip non-code frames.
+        code = [f for f in frames if "(" in f and f.endswith(")")]
+        if not code:
+            continue
+        total += n
+        leaf = _short_frame(code[-1])
+        self_t[leaf] += n
+        area_t[_area(code[-1])] += n
+        seen: set[str] = set()
+        for f in code:
+            s = _short_frame(f)
+            if s not in seen:
+                seen.add(s)
+                incl[s] += n
+                if "(app/" in s:
+                    app_incl[s] += n
+
+    def rows(c: Counter[str]) -> list[dict[str, Any]]:
+        return [{"frame": k, "samples": v, "pct": 100.0 * v / total if total else 0.0} for k, v in c.most_common(top)]
+
+    return {
+        "samples": total,
+        "self": rows(self_t),
+        "inclusive": rows(incl),
+        "app_inclusive": rows(app_incl),
+        "areas": rows(area_t),
+    }
+
+
+async def orchestrate(args: argparse.Namespace) -> int:
+    procs = Procs()
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    tmp = Path(tempfile.mkdtemp(prefix="mcp-router-bench-"))
+    res = Results()
+    t_begin = time.monotonic()
+    try:
+        log(f"starting backend, routers and {args.workers} load-generator worker(s) ...")
+        backend_url, backend = await start_backend(procs)
+        r_url, r_proc, r_log = await start_router(procs, "router", backend_url, False, tmp)
+        q_url, q_proc, q_log = await start_router(procs, "router-quiet", backend_url, True, tmp)
+        workers = list(await asyncio.gather(*(start_worker(procs, i) for i in range(args.workers))))
+        urls = {"direct": backend_url, "router": r_url, "router-quiet": q_url}
+        watch_pids = {
+            "direct": {"backend": backend.pid},
+            "router": {"backend": backend.pid, "router": r_proc.pid},
+            "router-quiet": {"backend": backend.pid, "router": q_proc.pid},
+        }
+        log(f"backend {backend_url} | router {r_url} | router --quiet {q_url}")
+
+        # Warm-up pass (not recorded): first-call imports, connection pools, caches in every process.
+        log("warm-up ...")
+        for era in ("handshake", "modern"):
+            await run_seq(workers[0], urls, era, 20, 10, {})
+        for v in VARIANTS:
+            await run_throughput(workers, urls[v], args.sessions, 1.0, watch_pids[v])
+
+        router_pids = {"router": r_proc.pid, "router-quiet": q_proc.pid}
+        meter = LoadMeter(procs)
+        for rnd in range(args.rounds):
+            for meas in ("seq-handshake", "seq-modern"):
+                era = "modern" if meas == "seq-modern" else "handshake"
+                lat, cpu = await run_seq(workers[0], urls, era, args.calls, args.warmup, router_pids, meter)
+                for v in VARIANTS:
+                    res.lat[meas][v].extend(lat[v])
+                    res.round_p50[meas][v].append(pct(lat[v], 50))
+                for v, sec in cpu.items():
+                    res.seq_cpu[meas][v] += sec
+                res.seq_calls[meas] += args.calls
+                log(
+                    f"round {rnd + 1}/{args.rounds}  {meas:<13} p50 "
+                    + "  ".join(f"{v} {pct(lat[v], 50):5.2f} ms" for v in VARIANTS)
+                )
+            # Throughput runs cannot be interleaved: rotate the order each round (A B C, B C A, ...).
+            order = [VARIANTS[(rnd + i) % len(VARIANTS)] for i in range(len(VARIANTS))]
+            for v in order:
+                rate, calls, errors, cpu = await run_throughput(
+                    workers, urls[v], args.sessions, args.seconds, watch_pids[v], meter, f"throughput-{v}"
+                )
+                res.tput[v].append(rate)
+                res.tput_errors[v] += errors
+                res.tput_calls[v] += calls
+                for k, sec in cpu.items():
+                    res.cpu[v]["client" if k.startswith("client") else k] += sec
+                log(f"round {rnd + 1}/{args.rounds}  throughput    {v:<13} {rate:8.1f} calls/s  ({errors} errors)")
+
+        profile: dict[str, Any] = {}
+        if args.profile > 0:
+            target = args.profile_target
+            pid = r_proc.pid if target == "router" else q_proc.pid
+            log(
+                f"profiling {target} (pid {pid}) with py-spy for {args.profile:.0f} s under {args.sessions}-session load ..."
+            )
+            profile = await profile_router(procs, workers, urls[target], pid, args, RESULTS_DIR, stamp, target)
+
+        log_bytes = {"router": r_log.stat().st_size, "router-quiet": q_log.stat().st_size}
+        for w in workers:
+            with contextlib.suppress(Exception):
+                await w.send({"op": "quit"})
+        foreign = {k: meter.mean(k) for k in sorted(meter.samples)}
+        report = build_report(args, res, profile, log_bytes, foreign, time.monotonic() - t_begin)
+    finally:
+        await procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    text = render_text(report)
+    print(text)
+    json_path = RESULTS_DIR / f"{stamp}.json"
+    md_path = RESULTS_DIR / f"{stamp}.md"
+    json_path.write_text(json.dumps(report, indent=2))
+    md_path.write_text(render_markdown(report))
+    (RESULTS_DIR / "latest.json").write_text(json.dumps(report, indent=2))
+    (RESULTS_DIR / "latest.md").write_text(render_markdown(report))
+    print(f"\nwrote {json_path.relative_to(REPO_ROOT)} and {md_path.relative_to(REPO_ROOT)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+
+
+def build_report(
+    args: argparse.Namespace,
+    res: Results,
+    profile: dict[str, Any],
+    log_bytes: dict[str, int],
+    foreign: dict[str, float],
+    wall: float,
+) -> dict[str, Any]:
+    latency: dict[str, dict[str, Any]] = {}
+    for meas in ("seq-handshake", "seq-modern"):
+        latency[meas] = {v: lat_stats(res.lat[meas][v]) for v in VARIANTS}
+        for v in VARIANTS:
+            latency[meas][v]["round_p50"] = res.round_p50[meas][v]
+    throughput = {
+        v: {
+            "calls_per_s": statistics.fmean(res.tput[v]),
+            "rounds": res.tput[v],
+            "errors": res.tput_errors[v],
+            "calls": res.tput_calls[v],
+            "cpu_us_per_call": {
+                role: 1e6 * sec / res.tput_calls[v] if res.tput_calls[v] else math.nan
+                for role, sec in sorted(res.cpu[v].items())
+            },
+            "cpu_cores_busy": {role: sec / (args.seconds * args.rounds) for role, sec in sorted(res.cpu[v].items())},
+        }
+        for v in VARIANTS
+    }
+    ratios: dict[str, dict[str, Any]] = {}
+    for v in ("router", "router-quiet"):
+        entry: dict[str, Any] = {}
+        for meas in ("seq-handshake", "seq-modern"):
+            d, r = latency[meas]["direct"]["p50"], latency[meas][v]["p50"]
+            per_round = [
+                (rr / dd - 1) * 100
+                for rr, dd in zip(res.round_p50[meas][v], res.round_p50[meas]["direct"], strict=True)
+            ]
+            paired = [rr / dd for rr, dd in zip(res.lat[meas][v], res.lat[meas]["direct"], strict=True)]
+            entry[meas] = {
+                "overhead_pct_p50": (r / d - 1) * 100,
+                "overhead_pct_paired_median": (statistics.median(paired) - 1) * 100,
+                "router_cpu_us_per_call": 1e6 * res.seq_cpu[meas][v] / res.seq_calls[meas],
+                "overhead_pct_mean": (latency[meas][v]["mean"] / latency[meas]["direct"]["mean"] - 1) * 100,
+                "overhead_ms_p50": r - d,
+                "per_round_overhead_pct": per_round,
+                "meets_target": (r / d - 1) * 100 <= TARGET_OVERHEAD_PCT,
+            }
+        tr = throughput[v]["calls_per_s"] / throughput["direct"]["calls_per_s"]
+        entry["throughput"] = {
+            "ratio": tr,
+            "per_round_ratio": [a / b for a, b in zip(res.tput[v], res.tput["direct"], strict=True)],
+            "meets_target": tr >= TARGET_THROUGHPUT_RATIO,
+        }
+        ratios[v] = entry
+    q_vs_r = {
+        "seq-handshake_p50_pct": (
+            latency["seq-handshake"]["router"]["p50"] / latency["seq-handshake"]["router-quiet"]["p50"] - 1
+        )
+        * 100,
+        "seq-modern_p50_pct": (
+            latency["seq-modern"]["router"]["p50"] / latency["seq-modern"]["router-quiet"]["p50"] - 1
+        )
+        * 100,
+        "throughput_pct": (throughput["router-quiet"]["calls_per_s"] / throughput["router"]["calls_per_s"] - 1) * 100,
+    }
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (math.nan, math.nan, math.nan)
+    return {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "wall_s": wall,
+        "settings": {
+            "calls": args.calls,
+            "warmup": args.warmup,
+            "sessions": args.sessions,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "workers": args.workers,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "loadavg_at_end": load,
+        },
+        "targets": {"overhead_pct_max": TARGET_OVERHEAD_PCT, "throughput_ratio_min": TARGET_THROUGHPUT_RATIO},
+        "latency_ms": latency,
+        "throughput": throughput,
+        "ratios": ratios,
+        "console_cost": q_vs_r,
+        "router_stdout_bytes": log_bytes,
+        "foreign_load_cores": foreign,
+        "profile": profile,
+    }
+
+
+def _fmt_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True)))
+    out = [line, "  ".join("-" * w for w in widths)]
+    for r in rows:
+        out.append(
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        )
+    return out
+
+
+def _tables(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    tables = []
+    for meas, title in (
+        ("seq-handshake", "Sequential tools/call echo, one handshake-era session (ms)"),
+        ("seq-modern", "Sequential tools/call echo, modern era 2026-07-28 (ms)"),
+    ):
+        rows = []
+        for v in VARIANTS:
+            s = rep["latency_ms"][meas][v]
+            over = paired = spread = cpu = ""
+            if v != "direct":
+                r = rep["ratios"][v][meas]
+                over = f"{r['overhead_pct_p50']:+.1f}%"
+                paired = f"{r['overhead_pct_paired_median']:+.1f}%"
+                pr = r["per_round_overhead_pct"]
+                spread = f"{min(pr):+.0f}..{max(pr):+.0f}%"
+                cpu = f"{r['router_cpu_us_per_call']:.0f}"
+            rows.append(
+                [
+                    v,
+                    str(s["n"]),
+                    f"{s['p50']:.2f}",
+                    f"{s['p90']:.2f}",
+                    f"{s['p99']:.2f}",
+                    f"{s['mean']:.2f}",
+                    over,
+                    paired,
+                    spread,
+                    cpu,
+                ]
+            )
+        tables.append(
+            (
+                title,
+                [
+                    "variant",
+                    "n",
+                    "p50",
+                    "p90",
+                    "p99",
+                    "mean",
+                    "overhead p50",
+                    "paired median",
+                    "per-round p50",
+                    "router µs/call",
+                ],
+                rows,
+            )
+        )
+    rows = []
+    for v in VARIANTS:
+        t = rep["throughput"][v]
+        ratio = "" if v == "direct" else f"{rep['ratios'][v]['throughput']['ratio']:.2f}"
+        spread = ""
+        if v != "direct":
+            pr = rep["ratios"][v]["throughput"]["per_round_ratio"]
+            spread = f"{min(pr):.2f}..{max(pr):.2f}"
+        cpu = t["cpu_us_per_call"]
+        rows.append(
+            [
+                v,
+                f"{t['calls_per_s']:.0f}",
+                ratio,
+                spread,
+                str(t["errors"]),
+                f"{cpu.get('client', math.nan):.0f}",
+                f"{cpu.get('backend', math.nan):.0f}",
+                f"{cpu.get('router', math.nan):.0f}" if "router" in cpu else "-",
+            ]
+        )
+    s = rep["settings"]
+    tables.append(
+        (
+            f"Throughput, {s['sessions']} concurrent handshake-era sessions, {s['seconds']:.0f} s x {s['rounds']} rounds",
+            [
+                "variant",
+                "calls/s",
+                "vs direct",
+                "per round",
+                "errors",
+                "client µs/call",
+                "backend µs/call",
+                "router µs/call",
+            ],
+            rows,
+        )
+    )
+    return tables
+
+
+def _verdicts(rep: dict[str, Any]) -> list[str]:
+    out = []
+    for v in ("router", "router-quiet"):
+        r = rep["ratios"][v]
+        for meas in ("seq-handshake", "seq-modern"):
+            o = r[meas]["overhead_pct_p50"]
+            out.append(
+                f"{v:<13} per-call overhead ({meas}): {o:+.1f}%  target <= {TARGET_OVERHEAD_PCT:.0f}%  "
+                + ("MET" if r[meas]["meets_target"] else "NOT MET")
+            )
+        t = r["throughput"]["ratio"]
+        out.append(
+            f"{v:<13} throughput ratio: {t:.2f}  target >= {TARGET_THROUGHPUT_RATIO:.2f}  "
+            + ("MET" if r["throughput"]["meets_target"] else "NOT MET")
+        )
+    f = rep["foreign_load_cores"]
+    worst = max(f.values(), default=0.0)
+    out.append(
+        "foreign load (cores kept busy by other programs while measuring): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in f.items())
+        + (
+            f"  -- WARNING: the machine was not idle (up to {worst:.2f} of {os.cpu_count()} cores); "
+            "expect noisy ratios, rerun on an idle machine"
+            if worst > 0.25
+            else ""
+        )
+    )
+    c = rep["console_cost"]
+    out.append(
+        f"console output cost (router vs router --quiet, positive = slower with output): p50 {c['seq-handshake_p50_pct']:+.1f}% (handshake), "
+        f"{c['seq-modern_p50_pct']:+.1f}% (modern), throughput {c['throughput_pct']:+.1f}% "
+        f"({rep['router_stdout_bytes']['router'] / 1e6:.1f} MB of stdout written)"
+    )
+    return out
+
+
+def render_text(rep: dict[str, Any]) -> str:
+    lines = [""]
+    for title, headers, rows in _tables(rep):
+        lines += [title, *_fmt_table(headers, rows), ""]
+    lines += _verdicts(rep)
+    prof = rep.get("profile") or {}
+    if prof.get("error"):
+        lines += ["", f"profile: {prof['error']}"]
+    elif prof:
+        lines += [
+            "",
+            f"router profile ({prof['samples']} samples, {prof['calls_per_s_while_profiling']:.0f} calls/s while sampled): top self time",
+        ]
+        for row in prof["self"][:12]:
+            lines.append(f"  {row['pct']:5.1f}%  {row['frame']}")
+        lines.append("  by area (self): " + ", ".join(f"{r['frame']} {r['pct']:.0f}%" for r in prof["areas"][:8]))
+    m = rep["machine"]
+    s = rep["settings"]
+    lines += [
+        "",
+        f"{m['cpus']} CPUs, Python {m['python']}; {s['workers']} load-generator process(es); "
+        f"wall {rep['wall_s']:.0f} s; loadavg {m['loadavg_at_end'][0]:.2f}",
+    ]
+    return "\n".join(lines)
+
+
+def render_markdown(rep: dict[str, Any]) -> str:
+    s = rep["settings"]
+    m = rep["machine"]
+    out = [
+        f"# mcp-dev-router benchmark, {rep['when']}",
+        "",
+        f"calls={s['calls']} (warm-up {s['warmup']}), sessions={s['sessions']}, seconds={s['seconds']}, "
+        f"rounds={s['rounds']}, load-generator processes={s['workers']}; {m['cpus']} CPUs, Python {m['python']}, "
+        f"{m['platform']}; wall {rep['wall_s']:.0f} s.",
+        "",
+    ]
+    for title, headers, rows in _tables(rep):
+        out += [f"## {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        out.append("")
+    out += ["## Targets", ""] + [f"- {v}" for v in _verdicts(rep)] + [""]
+    prof = rep.get("profile") or {}
+    if prof and not prof.get("error"):
+        out += [
+            f"## Router profile (py-spy, {prof['samples']} samples under {s['sessions']}-session load)",
+            "",
+            "Self time (where the CPU is actually spent):",
+            "",
+            "| % | frame |",
+            "|---|---|",
+        ]
+        out += [f"| {r['pct']:.1f} | `{r['frame']}` |" for r in prof["self"][:20]]
+        out += ["", "Inclusive time, router code only:", "", "| % | frame |", "|---|---|"]
+        out += [f"| {r['pct']:.1f} | `{r['frame']}` |" for r in prof["app_inclusive"][:20]]
+        out += ["", "Self time by area: " + ", ".join(f"{r['frame']} {r['pct']:.0f}%" for r in prof["areas"][:10]), ""]
+        out += [f"Collapsed stacks (flamegraph.pl / speedscope input): `{prof['collapsed']}`.", ""]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--calls", type=int, default=300, help="timed sequential calls per variant per round (default 300)")
+    p.add_argument("--warmup", type=int, default=30, help="untimed calls before the sequential ones (default 30)")
+    p.add_argument("--sessions", type=int, default=32, help="concurrent sessions for throughput (default 32)")
+    p.add_argument("--seconds", type=float, default=5.0, help="throughput duration per variant per round (default 5)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds; variant order rotates each round (default 3)")
+    p.add_argument("--workers", type=int, default=2, help="load-generator processes sharing the sessions (default 2)")
+    p.add_argument(
+        "--profile",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="after the rounds, py-spy the router for SECONDS under the throughput load (default off)",
+    )
+    p.add_argument(
+        "--profile-target",
+        choices=["router", "router-quiet"],
+        default="router",
+        help="which router to profile (default: router, with console output)",
+    )
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if min(args.calls, args.sessions, args.rounds, args.workers) < 1 or args.seconds <= 0:
+        p.error("--calls, --sessions, --rounds, --workers must be >= 1 and --seconds > 0")
+    args.workers = min(args.workers, args.sessions)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        # The orchestrator stops us by pid (SIGTERM); die quietly on it and on a terminal ^C.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+            asyncio.run(_worker_main())
+        return 0
+
+    async def guarded() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        # SIGTERM behaves like ^C: the task is cancelled and `finally` stops every process by pid.
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        return await orchestrate(args)
+
+    try:
+        return asyncio.run(guarded())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        log("interrupted: all started processes were stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

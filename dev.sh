@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine (Python >= 3.11, pip, npm):
+#   ./dev.sh run  [ROUTER ARGS]   install what the router needs and run it (default: headless with the demo backend)
+#   ./dev.sh test [PYTEST ARGS]   install everything the tests need and run the suite
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV="${VENV:-.venv}"
+PY="${PYTHON:-python3}"
+
+ensure_venv() {
+    local extras="$1" stamp
+    [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+    stamp="$VENV/.installed-$extras-$(sha1sum pyproject.toml | cut -c1-12)"
+    if [ ! -e "$stamp" ]; then
+        "$VENV/bin/python" -m pip install -q --upgrade pip
+        if [ "$extras" = "test" ]; then
+            "$VENV/bin/python" -m pip install -q -e ".[test]"
+        else
+            "$VENV/bin/python" -m pip install -q -e .
+        fi
+        touch "$stamp"
+    fi
+}
+
+ensure_conformance() {
+    local dir=tests/conformance
+    local stamp="$dir/node_modules/.installed-$(sha1sum "$dir/package-lock.json" | cut -c1-12)"
+    if [ ! -e "$stamp" ]; then
+        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+        touch "$stamp"
+    fi
+}
+
+cmd="${1:-run}"
+shift || true
+case "$cmd" in
+    run)
+        ensure_venv run
+        if [ "$#" -eq 0 ]; then set -- --no-ui --demo; fi
+        exec "$VENV/bin/mcp-router-tui" "$@"
+        ;;
+    test)
+        ensure_venv test
+        ensure_conformance
+        exec "$VENV/bin/pytest" "$@"
+        ;;
+    *)
+        echo "usage: ./dev.sh run [ROUTER ARGS] | ./dev.sh test [PYTEST ARGS]" >&2
+        exit 2
+        ;;
+esac
