@@ -12,6 +12,7 @@ from collections.abc import Generator
 import uvicorn
 
 from app.headless import HeadlessPrinter
+from app.server_protocol import CoalescingHttpToolsProtocol
 from app.proxy.app import RouterApp
 from app.proxy.router import Router
 from app.settings import Settings
@@ -57,7 +58,7 @@ def make_server(router: Router, settings: Settings) -> RouterServer:
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=3,
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         ws="none",
         loop="none",
         timeout_keep_alive=30,

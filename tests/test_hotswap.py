@@ -156,3 +156,23 @@ async def test_health_history_records_outage_and_fast_recovery(tmp_path: Path) -
             first_fail = oks.index(False)
             assert True in oks[:first_fail] and True in oks[first_fail:], oks
             assert all(s["latency_ms"] is not None for s in samples if s["ok"])
+
+
+@pytest.mark.parametrize("backend_tr", ["streamable", "stdio"])
+async def test_disabled_backend_holds_requests_until_enabled(tmp_path: Path, backend_tr: str) -> None:
+    async with swappable(backend_tr, tmp_path) as be:
+        async with run_router("-b", f"be={be.target}", "--hold", "20") as r:
+            await wait_state(r.url, "be", "up")
+            async with connect(r.mcp_url("be"), "streamable-handshake") as client, httpx.AsyncClient() as http:
+                assert text(await client.call_tool("echo", {"text": "before"})) == "before"
+                assert (await http.post(f"{r.url}/backends/be/disable")).json()["state"] == "disabled"
+                held = asyncio.create_task(client.call_tool("echo", {"text": "held"}))
+
+                async def holding() -> bool:
+                    sessions = (await http.get(f"{r.url}/sessions")).json()
+                    return any(s["pending"] for s in sessions)
+
+                await wait_for(holding, 5, message="the call to be held")
+                assert not held.done()
+                await http.post(f"{r.url}/backends/be/enable")
+                assert text(await asyncio.wait_for(held, 10)) == "held"

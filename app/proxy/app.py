@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from app.proxy.router import Router
 LOCAL_NAMES = {"localhost", "localhost.localdomain"}
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
     if host in LOCAL_NAMES:
