@@ -12,9 +12,9 @@ from collections.abc import Generator
 import uvicorn
 
 from app.headless import HeadlessPrinter
-from app.server_protocol import CoalescingHttpToolsProtocol
 from app.proxy.app import RouterApp
 from app.proxy.router import Router
+from app.server_protocol import CoalescingHttpToolsProtocol
 from app.settings import Settings
 
 

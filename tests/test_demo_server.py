@@ -69,9 +69,7 @@ async def test_negotiated_era(mode: str) -> None:
         if mode == MODERN:
             # A pinned version adopts a synthesized DiscoverResult without asking the server, so
             # fetch the real one to check what the server declares.
-            caps = types.DiscoverResult.model_validate(
-                await client.session.send_discover(MODERN)
-            ).capabilities
+            caps = types.DiscoverResult.model_validate(await client.session.send_discover(MODERN)).capabilities
         assert caps.tools is not None and caps.tools.list_changed is True
         assert caps.resources is not None and caps.resources.subscribe is True
         assert caps.resources.list_changed is True
@@ -156,9 +154,7 @@ async def test_progress_for_slow_count(mode: str) -> None:
             if len(seen) == 3:
                 all_seen.set()
 
-        result = await client.call_tool(
-            "slow_count", {"count": 3, "delay": 0.01}, progress_callback=on_progress
-        )
+        result = await client.call_tool("slow_count", {"count": 3, "delay": 0.01}, progress_callback=on_progress)
         assert _text(result) == "Counted to 3."
         await _wait(all_seen)
         assert sorted((p, t) for p, t, _ in seen) == [(1, 3), (2, 3), (3, 3)]

@@ -47,9 +47,7 @@ async def sampling_callback(
     )
 
 
-async def elicitation_callback(
-    context: ClientRequestContext, params: types.ElicitRequestParams
-) -> types.ElicitResult:
+async def elicitation_callback(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
     return types.ElicitResult(action="accept", content={"answer": f"re:{params.message}"})
 
 
@@ -114,9 +112,7 @@ async def test_tour(target: str, transport: ClientTransport, version: str | None
         logging_callback=logging_callback,
         log_level="info",  # the 2026-07-28 per-request logging opt-in; ignored in the handshake era
     ) as client:
-        expected_era = (
-            "2026-07-28" if transport in ("streamable-modern", "streamable-auto") or version else None
-        )
+        expected_era = "2026-07-28" if transport in ("streamable-modern", "streamable-auto") or version else None
         if expected_era:
             assert client.protocol_version == expected_era
         else:
@@ -318,9 +314,7 @@ async def test_run_router_with_stand_in(tmp_path: Path) -> None:
     assert router.returncode == 0
 
 
-@pytest.mark.skipif(
-    not (REPO_ROOT / "app" / "__main__.py").exists(), reason="router entry point not written yet"
-)
+@pytest.mark.skipif(not (REPO_ROOT / "app" / "__main__.py").exists(), reason="router entry point not written yet")
 async def test_run_router_smoke(streamable_v1: FixtureProcess) -> None:
     async with run_router("-b", f"fx={streamable_v1.url}") as router:
         assert router.lines[0].startswith("mcp-dev-router listening on http://127.0.0.1:")

@@ -66,11 +66,7 @@ class _RewriteInitialize:
 
     async def send(self, item: SessionMessage, /) -> None:
         message = item.message
-        if (
-            isinstance(message, JSONRPCRequest)
-            and message.method == "initialize"
-            and message.params is not None
-        ):
+        if isinstance(message, JSONRPCRequest) and message.method == "initialize" and message.params is not None:
             message.params["protocolVersion"] = self._version
         await self._inner.send(item)
 

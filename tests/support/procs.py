@@ -42,7 +42,7 @@ def free_port() -> int:
 
 async def wait_for(
     predicate: Callable[[], Any] | Callable[[], Awaitable[Any]],
-    timeout: float = 10.0,  # noqa: ASYNC109 - the suite-wide helper signature: wait_for(predicate, timeout)
+    timeout: float = 10.0,
     interval: float = 0.02,
     message: str = "condition",
 ) -> Any:
@@ -255,9 +255,7 @@ def run_fixture_sync(
                 if sock.connect_ex((HOST, port)) == 0:
                     break
             if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"timed out after {ready_timeout}s waiting for fixture {transport} on {port}"
-                )
+                raise TimeoutError(f"timed out after {ready_timeout}s waiting for fixture {transport} on {port}")
             time.sleep(0.02)  # a blocking poll interval: this helper has no event loop to await on
         yield FixtureProcess(transport, variant, port, popen)
     finally:
@@ -293,9 +291,7 @@ class Router:
         return f"{self.url}/sse" + (f"/{name}" if name else "")
 
 
-async def _drain(
-    stream: asyncio.StreamReader | None, sink: list[str], first: asyncio.Queue[str] | None
-) -> None:
+async def _drain(stream: asyncio.StreamReader | None, sink: list[str], first: asyncio.Queue[str] | None) -> None:
     if stream is None:
         return
     while line := await stream.readline():
@@ -353,14 +349,10 @@ async def run_router(
         while router is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(
-                    f"router printed no 'listening' line within {ready_timeout}s; stdout={lines}"
-                )
+                raise TimeoutError(f"router printed no 'listening' line within {ready_timeout}s; stdout={lines}")
             getter = asyncio.ensure_future(first.get())
             exited = asyncio.ensure_future(proc.wait())
-            done, _ = await asyncio.wait(
-                {getter, exited}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait({getter, exited}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             if getter in done:
                 exited.cancel()
                 match = _LISTENING_RE.search(getter.result())
@@ -405,10 +397,6 @@ async def run_router(
             task.cancel()
         # Never mask the body's own failure with a shutdown complaint.
         if not body_failed:
-            assert not killed, (
-                f"router did not exit within {exit_timeout}s of SIGTERM; stderr={stderr_lines[-20:]}"
-            )
+            assert not killed, f"router did not exit within {exit_timeout}s of SIGTERM; stderr={stderr_lines[-20:]}"
             if check_exit_code:
-                assert proc.returncode == 0, (
-                    f"router exit code {proc.returncode}; stderr={stderr_lines[-20:]}"
-                )
+                assert proc.returncode == 0, f"router exit code {proc.returncode}; stderr={stderr_lines[-20:]}"
