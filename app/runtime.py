@@ -44,6 +44,7 @@ def make_router(settings: Settings) -> Router:
         health_interval=settings.health_interval,
         max_body=settings.max_body,
         default=settings.default,
+        session_idle_timeout=settings.session_idle_timeout,
     )
     for cfg in settings.backends:
         router.add_backend(cfg)

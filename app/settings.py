@@ -32,6 +32,7 @@ class Settings:
     quiet: bool = False
     max_body: int = 4 * 1024 * 1024
     token: str | None = None
+    session_idle_timeout: float = 1800.0
 
 
 def demo_backend() -> BackendConfig:
@@ -79,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=["text", "json"], default="text", help="headless output format")
     p.add_argument("--quiet", action="store_true", help="headless: no per-message lines, only state changes")
     p.add_argument("--max-body", type=int, default=4 * 1024 * 1024, help="largest accepted request body in bytes")
+    p.add_argument(
+        "--session-idle-timeout",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="close a client session idle this long with no open stream (default 1800)",
+    )
     p.add_argument("--token", default=os.environ.get("MCP_ROUTER_TOKEN"), help="bearer token for the management API")
     return p
 
@@ -131,4 +139,5 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         quiet=ns.quiet,
         max_body=ns.max_body,
         token=ns.token,
+        session_idle_timeout=ns.session_idle_timeout,
     )

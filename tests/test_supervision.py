@@ -165,3 +165,40 @@ async def test_rebuilt_backend_with_another_protocol_version_ends_the_session(tm
                 await client.call_tool("v", {})
         ended = [line for line in r.lines if '"ended"' in line]
         assert ended and "2025-06-18" in ended[0]
+
+
+async def test_idle_session_is_closed_and_its_process_ended(tmp_path: Path) -> None:
+    script = write_stdio_server(tmp_path, "v1")
+    cmd = shlex.join([sys.executable, str(script)])
+    async with run_router("-b", f"be={cmd}", "--session-idle-timeout", "1") as r:
+        await wait_state(r.url, "be", "up")
+        # A client that goes away without DELETE: initialize by hand, then vanish.
+        async with httpx.AsyncClient() as http:
+            init = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            }
+            headers = {"Accept": "application/json, text/event-stream"}
+            resp = await http.post(r.mcp_url("be"), json=init, headers=headers)
+            assert resp.status_code == 200
+            sid = resp.headers["mcp-session-id"]
+            main_pid, session_pid = await pids_of(r.url, "be")
+
+            async def closed() -> bool:
+                return (await http.get(f"{r.url}/sessions")).json() == []
+
+            await wait_for(closed, 10, message="the idle session to be closed")
+            await wait_for(lambda: not alive(session_pid), 10, message="its process to end")
+            assert alive(main_pid)
+            gone = await http.post(
+                r.mcp_url("be"),
+                json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
+                headers={**headers, "Mcp-Session-Id": sid},
+            )
+            assert gone.status_code == 404

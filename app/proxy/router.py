@@ -36,6 +36,7 @@ class Router:
         health_interval: float = 5.0,
         max_body: int = DEFAULT_MAX_BODY,
         default: str | None = None,
+        session_idle_timeout: float = 1800.0,
     ) -> None:
         self.bus = EventBus()
         self.backends: dict[str, Backend] = {}
@@ -48,6 +49,10 @@ class Router:
         self.listen_url: str | None = None
         self._http: aiohttp.ClientSession | None = None
         self.running = False
+        # A client that vanished without DELETE would otherwise keep its backend session (and, for
+        # stdio, its process) forever.
+        self.session_idle_timeout = session_idle_timeout
+        self._reaper: asyncio.Task[None] | None = None
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -78,9 +83,22 @@ class Router:
         self.running = True
         for b in self.backends.values():
             b.start()
+        self._reaper = asyncio.create_task(self._reap_idle_sessions())
+
+    async def _reap_idle_sessions(self) -> None:
+        period = min(60.0, max(self.session_idle_timeout / 4, 0.05))
+        while True:
+            await asyncio.sleep(period)  # a housekeeping period, not a synchronisation
+            now = time.time()
+            for s in list(self.sessions.values()):
+                idle = now - s.last_activity
+                if idle > self.session_idle_timeout and not s.pending and s.outbox.readers == 0:
+                    await s.close(f"idle for {idle:.0f} s without an open stream")
 
     async def stop(self) -> None:
         self.running = False
+        if self._reaper is not None:
+            self._reaper.cancel()
         await asyncio.gather(*(b.stop() for b in self.backends.values()), return_exceptions=True)
         for s in list(self.sessions.values()):
             await s.close("router stopped")
