@@ -8,9 +8,12 @@ is a measurable share of the per-call cost, so the head waits for the first body
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from app.proxy.asgi import DISCONNECT_HOOKS
 
 
 class _CoalescingTransport:
@@ -48,6 +51,17 @@ class _CoalescingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    """Also tells the app at once when a client goes away (see `app.proxy.asgi.watch_disconnect`)."""
+
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         cycle.transport = _CoalescingTransport(cycle.transport)  # type: ignore[assignment]
+        cycle.scope[DISCONNECT_HOOKS] = []  # type: ignore[literal-required]
         super()._start_asgi_task(cycle, app)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        cycle = self.cycle
+        super().connection_lost(exc)
+        if cycle is not None and cycle.disconnected:
+            hooks: list[Callable[[], None]] = cycle.scope.get(DISCONNECT_HOOKS) or []  # type: ignore[assignment]
+            for hook in list(hooks):
+                hook()

@@ -176,3 +176,41 @@ async def test_disabled_backend_holds_requests_until_enabled(tmp_path: Path, bac
                 assert not held.done()
                 await http.post(f"{r.url}/backends/be/enable")
                 assert text(await asyncio.wait_for(held, 10)) == "held"
+
+
+@pytest.mark.parametrize("backend_tr", ["streamable", "stdio"])
+async def test_modern_client_closing_its_stream_cancels_the_backend_call(tmp_path: Path, backend_tr: str) -> None:
+    async with swappable(backend_tr, tmp_path) as be:
+        async with run_router("-b", f"be={be.target}") as r:
+            await wait_state(r.url, "be", "up")
+            body = {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "method": "tools/call",
+                "params": {
+                    "name": "sleep",
+                    "arguments": {"seconds": 30},
+                    "_meta": {
+                        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+                        "io.modelcontextprotocol/clientCapabilities": {},
+                    },
+                },
+            }
+            headers = {
+                "Accept": "application/json, text/event-stream",
+                "MCP-Protocol-Version": "2026-07-28",
+                "Mcp-Method": "tools/call",
+                "Mcp-Name": "sleep",
+            }
+            async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=0.5)) as http:
+                with pytest.raises(httpx.ReadTimeout):
+                    await http.post(r.mcp_url("be"), json=body, headers=headers)  # the client gives up: closes
+
+            def cancelled() -> bool:
+                return any("→ be" in line and "notifications/cancelled" in line for line in r.lines)
+
+            await wait_for(cancelled, 5, message="the router to cancel the call upstream")
+            # The session and backend carry on serving.
+            async with connect(r.mcp_url("be"), "streamable-modern") as client:
+                assert text(await client.call_tool("echo", {"text": "free"})) == "free"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -59,6 +60,38 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+DISCONNECT_HOOKS = "mcp_router.disconnect_hooks"
+"""Scope key under which our uvicorn protocol keeps callbacks to run when the client goes away."""
+
+
+def watch_disconnect(scope: Scope, receive: Receive) -> asyncio.Future[None]:
+    """A future resolved when the client disconnects; cancel it to stop watching.
+
+    Under the router's own protocol this is a callback on the connection, not a task per request
+    (the hot path's cost); under any other ASGI server a task waits for `http.disconnect`.
+    """
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def fire() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    hooks: list[Callable[[], None]] | None = scope.get(DISCONNECT_HOOKS)
+    if hooks is not None:
+        hooks.append(fire)
+
+        def unhook(_f: asyncio.Future[None]) -> None:
+            if fire in hooks:
+                hooks.remove(fire)
+
+        fut.add_done_callback(unhook)
+        return fut
+    task = asyncio.ensure_future(wait_disconnect(receive))
+    task.add_done_callback(lambda t: None if t.cancelled() else fire())
+    fut.add_done_callback(lambda _f: task.cancel())
+    return fut
 
 
 async def wait_disconnect(receive: Receive) -> None:

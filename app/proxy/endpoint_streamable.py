@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from typing import Any
 
 from app.proxy import jsonrpc
 from app.proxy.asgi import (
@@ -20,6 +21,7 @@ from app.proxy.asgi import (
     respond,
     respond_error,
     wait_disconnect,
+    watch_disconnect,
 )
 from app.proxy.channels.base import BackendUnavailable
 from app.proxy.jsonrpc import Message, RequestId
@@ -217,7 +219,7 @@ class StreamableEndpoint:
         wants_sse = "text/event-stream" in accept
         wants_json = "application/json" in accept or "*/*" in accept or not wants_sse
         # Modern era: closing the stream is the cancellation, so watch for it from the start.
-        watcher = asyncio.ensure_future(wait_disconnect(receive)) if modern else None
+        watcher = watch_disconnect(scope, receive) if modern else None
         if len(requests) == 1 and not is_batch:
             # The hot path: forward in this task (no hand-off). Usually the answer is in the sink
             # when this returns; if the client goes away meanwhile, the watcher interrupts us.
@@ -282,7 +284,7 @@ class StreamableEndpoint:
                         continue
                     streaming = True
                     if watcher is None:
-                        watcher = asyncio.ensure_future(wait_disconnect(receive))
+                        watcher = watch_disconnect(scope, receive)
                     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + extra})
                     if not modern:
                         stream = session.open_post_stream(sink, waiting)
@@ -369,13 +371,14 @@ class StreamableEndpoint:
                 sink.put(jsonrpc.error(m.id, jsonrpc.BACKEND_UNAVAILABLE, str(exc)))
 
     @staticmethod
-    async def _next(sink: Sink, watcher: asyncio.Task[None] | None) -> tuple[Message, int | None] | None:
+    async def _next(sink: Sink, watcher: asyncio.Future[None] | None) -> tuple[Message, int | None] | None:
         if not sink.queue.empty():
             return sink.queue.get_nowait()
         if watcher is None:
             return await sink.queue.get()
         getter = asyncio.ensure_future(sink.queue.get())
-        done, _ = await asyncio.wait({getter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        waits: set[asyncio.Future[Any]] = {getter, watcher}
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if getter in done:
             return getter.result()
         getter.cancel()
@@ -470,7 +473,8 @@ async def stream_outbox(session: Session, cursor: int, receive: Receive, send: S
             await send({"type": "http.response.body", "body": ev, "more_body": True})
         while not watcher.done():
             reader = asyncio.ensure_future(outbox.read(cursor))
-            done, _ = await asyncio.wait({reader, watcher}, timeout=KEEPALIVE, return_when=asyncio.FIRST_COMPLETED)
+            waits: set[asyncio.Future[Any]] = {reader, watcher}
+            done, _ = await asyncio.wait(waits, timeout=KEEPALIVE, return_when=asyncio.FIRST_COMPLETED)
             if reader not in done:
                 reader.cancel()
                 if watcher in done:
