@@ -94,6 +94,22 @@ def watch_disconnect(scope: Scope, receive: Receive) -> asyncio.Future[None]:
     return fut
 
 
+async def read_messages(receive: Receive, send: Send, limit: int) -> tuple[list[Message], bool] | None:
+    """Read and decode a POSTed JSON-RPC body; on bad input answer the error and return None."""
+    try:
+        body = await read_body(receive, limit)
+    except BodyTooLarge:
+        await respond_error(send, 413, jsonrpc.INVALID_REQUEST, f"Payload Too Large: the limit is {limit} bytes")
+        return None
+    except ClientDisconnected:
+        return None
+    try:
+        return jsonrpc.parse_body(body)
+    except jsonrpc.ProtocolError as exc:
+        await respond_error(send, exc.http_status, exc.code, exc.message)
+        return None
+
+
 async def wait_disconnect(receive: Receive) -> None:
     while True:
         message = await receive()

@@ -7,16 +7,7 @@ import contextlib
 from urllib.parse import parse_qs
 
 from app.proxy import jsonrpc
-from app.proxy.asgi import (
-    BodyTooLarge,
-    ClientDisconnected,
-    Receive,
-    Scope,
-    Send,
-    read_body,
-    respond,
-    respond_error,
-)
+from app.proxy.asgi import Receive, Scope, Send, read_messages, respond, respond_error
 from app.proxy.endpoint_streamable import stream_outbox
 from app.proxy.jsonrpc import Message
 from app.proxy.router import Router, UnknownBackend
@@ -93,23 +84,10 @@ class LegacySSEEndpoint:
         if session is None or inbox is None:
             await respond_error(send, 404, jsonrpc.INVALID_REQUEST, f"Could not find session {sid}")
             return
-        try:
-            body = await read_body(receive, self.router.max_body)
-        except BodyTooLarge:
-            await respond_error(
-                send,
-                413,
-                jsonrpc.INVALID_REQUEST,
-                f"Payload Too Large: the limit is {self.router.max_body} bytes",
-            )
+        decoded = await read_messages(receive, send, self.router.max_body)
+        if decoded is None:
             return
-        except ClientDisconnected:
-            return
-        try:
-            messages, _ = jsonrpc.parse_body(body)
-        except jsonrpc.ProtocolError as exc:
-            await respond_error(send, exc.http_status, exc.code, exc.message)
-            return
+        messages, _ = decoded
         for m in messages:
             inbox.put_nowait(m)
         await respond(send, 202, b"Accepted", content_type=b"text/plain; charset=utf-8")

@@ -10,14 +10,13 @@ from typing import Any
 from app.proxy import jsonrpc
 from app.proxy.asgi import (
     SSE_HEADERS,
-    BodyTooLarge,
     ClientDisconnected,
     Receive,
     Scope,
     Send,
     header,
     headers_with_prefix,
-    read_body,
+    read_messages,
     respond,
     respond_error,
     wait_disconnect,
@@ -73,20 +72,10 @@ class StreamableEndpoint:
                 "Unsupported Media Type: Content-Type must be application/json",
             )
             return
-        try:
-            body = await read_body(receive, router.max_body)
-        except BodyTooLarge:
-            await respond_error(
-                send, 413, jsonrpc.INVALID_REQUEST, f"Payload Too Large: the limit is {router.max_body} bytes"
-            )
+        decoded = await read_messages(receive, send, router.max_body)
+        if decoded is None:
             return
-        except ClientDisconnected:
-            return
-        try:
-            messages, is_batch = jsonrpc.parse_body(body)
-        except jsonrpc.ProtocolError as exc:
-            await respond_error(send, exc.http_status, exc.code, exc.message)
-            return
+        messages, is_batch = decoded
         sid = header(scope, b"mcp-session-id")
         version_header = header(scope, b"mcp-protocol-version")
         if sid:

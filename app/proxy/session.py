@@ -287,15 +287,8 @@ class Session:
                 return
             if self.pending.get(p.backend_id) is not p:
                 return  # answered or cancelled while it waited
-            try:
-                await ch.send(p.msg, p.headers)
-            except BackendUnavailable as exc:
-                # Nothing reached the backend: hold the request and send it again when it is back.
-                self._channel_failed(ch, str(exc))
-                continue
-            if self.pending.get(p.backend_id) is p:
-                p.channel = ch
-            return
+            if await self._send_pending(ch, p):
+                return
 
     async def _ready_channel(self, deadline: float) -> Channel:
         attempt = 0
@@ -520,14 +513,19 @@ class Session:
                 return
             if p.channel is not None or self.pending.get(p.backend_id) is not p:
                 return  # re-opened by the channel rebuild
-            try:
-                await ch.send(p.msg, p.headers)
-            except BackendUnavailable as exc:
-                self._channel_failed(ch, str(exc))
-                continue
-            if self.pending.get(p.backend_id) is p:
-                p.channel = ch
-            return
+            if await self._send_pending(ch, p):
+                return
+
+    async def _send_pending(self, ch: Channel, p: Pending) -> bool:
+        """Send a pending request; False if nothing reached the backend (hold it and try again)."""
+        try:
+            await ch.send(p.msg, p.headers)
+        except BackendUnavailable as exc:
+            self._channel_failed(ch, str(exc))
+            return False
+        if self.pending.get(p.backend_id) is p:
+            p.channel = ch
+        return True
 
     def _initialized(self, channel: Channel, msg: Message) -> Message:
         res = msg.data.get("result")
