@@ -6,8 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import orjson
-
 from app.proxy import jsonrpc
 from app.proxy.jsonrpc import Message, RequestId
 
@@ -142,11 +140,3 @@ async def respond_error(
     data: Any = None,
 ) -> None:
     await respond(send, status, jsonrpc.error(msg_id, code, text, data).raw, headers=headers)
-
-
-async def respond_json(send: Send, status: int, obj: Any) -> None:
-    await respond(send, status, orjson.dumps(obj))
-
-
-def encode_messages(messages: list[Message], batch: bool) -> bytes:
-    return jsonrpc.encode_batch(messages) if batch else messages[0].raw

@@ -364,7 +364,6 @@ class Backend:
             cfg.cwd,
             on_exit=lambda _c, code: exit_code.append(code),
         )
-        listener.calls = calls
         tail_mark = len(self.log_tail)
         await ch.open()
         try:
@@ -484,13 +483,10 @@ class Backend:
                     return False
                 catalog = probed
             self.restarts += 1
-            await asyncio.gather(*(self._migrate(s) for s in self.all_sessions()))
+            await asyncio.gather(*(s.migrate() for s in self.all_sessions()))
             self._came_up(catalog, reason)
             self._kick.set()
             return True
-
-    async def _migrate(self, session: Session) -> None:
-        await session.migrate()
 
     # ------------------------------------------------------------------ watching sources
     async def _watch(self) -> None:

@@ -58,9 +58,6 @@ class RouterCalls:
             fut.set_result(msg)
         return True
 
-    def is_ours(self, msg_id: RequestId | None) -> bool:
-        return isinstance(msg_id, str) and msg_id.startswith(ROUTER_ID_PREFIX)
-
     def fail_all(self, reason: str) -> None:
         for rid, fut in list(self._waiting.items()):
             if not fut.done():

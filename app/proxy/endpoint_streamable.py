@@ -22,7 +22,6 @@ from app.proxy.asgi import (
     wait_disconnect,
     watch_disconnect,
 )
-from app.proxy.channels.base import BackendUnavailable
 from app.proxy.jsonrpc import Message, RequestId
 from app.proxy.router import Router, UnknownBackend
 from app.proxy.session import Pending, Session
@@ -354,10 +353,7 @@ class StreamableEndpoint:
         session: Session, requests: list[Message], sink: Sink, headers: dict[str, str] | None
     ) -> None:
         for m in requests:
-            try:
-                await session.client_request(m, sink, headers)
-            except BackendUnavailable as exc:  # pragma: no cover - client_request answers these itself
-                sink.put(jsonrpc.error(m.id, jsonrpc.BACKEND_UNAVAILABLE, str(exc)))
+            await session.client_request(m, sink, headers)  # it answers every failure into the sink
 
     @staticmethod
     async def _next(sink: Sink, watcher: asyncio.Future[None] | None) -> tuple[Message, int | None] | None:

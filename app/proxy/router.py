@@ -10,7 +10,7 @@ import aiohttp
 from app import __version__
 from app.proxy.backend import Backend
 from app.proxy.config import BackendConfig, ConfigError
-from app.proxy.events import BackendListEvent, EventBus, RouterEvent, SessionEvent
+from app.proxy.events import BackendListEvent, EventBus, SessionEvent
 from app.proxy.jsonrpc import JSON
 from app.proxy.session import ClientTransport, Era, Session
 
@@ -65,11 +65,6 @@ class Router:
         if self._default is not None and self._default in self.backends:
             return self._default
         return next(iter(self.backends), None)
-
-    def set_default(self, name: str) -> None:
-        if name not in self.backends:
-            raise UnknownBackend(name)
-        self._default = name
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
@@ -163,9 +158,6 @@ class Router:
         b = self.backends.get(backend)
         if b is not None:
             b.note(line)
-
-    def warn(self, text: str) -> None:
-        self.bus.publish(RouterEvent(level="warning", text=text))
 
     def status(self) -> JSON:
         return {

@@ -101,7 +101,6 @@ class Session:
         self.init_result: JSON | None = None
         self.protocol_version: str | None = None
         self.client_info: JSON | None = None
-        self.client_initialized = False
         self.log_level: str | None = None
         self.subscriptions: set[str] = set()
         # What the client last saw of the backend's lists; the modern era has no handshake to wait for.
@@ -375,11 +374,6 @@ class Session:
             self._publish_session("rebuilt")
         self.check_catalog()
 
-    def _channel_failed(self, ch: Channel, reason: str) -> None:
-        if ch.mode == "modern" and not isinstance(ch, StreamableHTTPChannel):
-            ch.lost(reason)
-        self.backend.report_failure(reason)
-
     async def client_notification(self, msg: Message, headers: Mapping[str, str] | None = None) -> None:
         self.last_activity = time.time()
         method = msg.method
@@ -389,8 +383,6 @@ class Session:
             p = self.pending.pop(rid, None) if isinstance(rid, str | int) else None
             if p is not None and p.token is not None:
                 self._by_token.pop(p.token, None)
-        elif method == "notifications/initialized":
-            self.client_initialized = True
         self._publish_traffic("client->backend", msg)
         ch = self.channel
         if ch is None or not ch.alive:
@@ -521,7 +513,7 @@ class Session:
         try:
             await ch.send(p.msg, p.headers)
         except BackendUnavailable as exc:
-            self._channel_failed(ch, str(exc))
+            self.backend.report_failure(str(exc))
             return False
         if self.pending.get(p.backend_id) is p:
             p.channel = ch
@@ -643,10 +635,15 @@ class Session:
     def check_catalog(self) -> None:
         """Tell the client what changed in the backend's lists since it last looked."""
         new = self.backend.catalog
-        if self.catalog is None or new is None or not self._ready():
-            if self.catalog is None and new is not None and (self.init_result is not None or self.era == "modern"):
+        if new is None:
+            return
+        if self.catalog is None:
+            # Nothing seen yet to compare with: this is the baseline, once the session has one.
+            if self.init_result is not None or self.era == "modern":
                 self.catalog = new
             return
+        if not self._ready():
+            return  # the rebuild checks again once the session is connected
         changes = catalog_changes(self.catalog, new)
         self.catalog = new
         for kind in changes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 
@@ -91,10 +90,3 @@ class SSEDecoder:
         elif name == "retry" and value.isdigit():
             self._retry = int(value)
         return None
-
-
-async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
-    decoder = SSEDecoder()
-    async for chunk in chunks:
-        for ev in decoder.feed(chunk):
-            yield ev

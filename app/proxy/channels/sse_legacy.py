@@ -10,36 +10,25 @@ from urllib.parse import urljoin
 import aiohttp
 
 from app.proxy import jsonrpc
-from app.proxy.channels.base import BackendUnavailable, Channel, ChannelListener, ChannelMode
-from app.proxy.channels.streamable import _CONNECT_ERRORS
+from app.proxy.channels.base import BackendUnavailable
+from app.proxy.channels.http import CONNECT_ERRORS, HTTPChannel
 from app.proxy.jsonrpc import Message
 from app.proxy.sse import SSEDecoder
 
 ENDPOINT_TIMEOUT = 10.0
 
 
-class LegacySSEChannel(Channel):
+class LegacySSEChannel(HTTPChannel):
     transport = "sse"
 
-    def __init__(
-        self,
-        backend: str,
-        listener: ChannelListener,
-        mode: ChannelMode,
-        http: aiohttp.ClientSession,
-        url: str,
-    ) -> None:
-        super().__init__(backend, listener, mode)
-        self.http = http
-        self.url = url
-        self.endpoint: str | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._resp: aiohttp.ClientResponse | None = None
+    endpoint: str | None = None  # where messages are POSTed, from the stream's first event
+    _reader: asyncio.Task[None] | None = None
+    _resp: aiohttp.ClientResponse | None = None
 
     async def open(self) -> None:
         try:
             resp = await self.http.get(self.url, headers={"Accept": "text/event-stream"})
-        except _CONNECT_ERRORS as exc:
+        except CONNECT_ERRORS as exc:
             raise BackendUnavailable(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None
         if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
             resp.release()
@@ -77,7 +66,7 @@ class LegacySSEChannel(Channel):
                         continue
                     for m in messages:
                         self.listener.on_backend_message(self, m, None, None)
-        except _CONNECT_ERRORS as exc:
+        except CONNECT_ERRORS as exc:
             reason = f"backend SSE stream dropped: {exc or type(exc).__name__}"
         finally:
             resp.release()
@@ -102,7 +91,7 @@ class LegacySSEChannel(Channel):
                             msg.id, jsonrpc.INTERNAL_ERROR, f"backend answered HTTP {resp.status}: {text}"
                         )
                         self.listener.on_backend_message(self, err, msg.id, resp.status)
-        except _CONNECT_ERRORS as exc:
+        except CONNECT_ERRORS as exc:
             reason = f"cannot reach {self.endpoint}: {exc or type(exc).__name__}"
             self.lost(reason)
             raise BackendUnavailable(reason) from None

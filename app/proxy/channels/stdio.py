@@ -156,7 +156,9 @@ class StdioChannel(Channel):
     async def send(self, msg: Message, headers: Mapping[str, str] | None = None) -> None:
         proc = self.proc
         if not self.alive or proc is None or proc.stdin is None or proc.stdin.is_closing():
-            raise BackendUnavailable(f"{self.describe} is not running")
+            reason = f"{self.describe} is not running"
+            self.lost(reason)
+            raise BackendUnavailable(reason)
         raw = msg.raw
         if b"\n" in raw or b"\r" in raw:
             raw = orjson.dumps(msg.data)  # stdio framing: one message per line

@@ -4,37 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Mapping
 
 import aiohttp
 
 from app.proxy import jsonrpc
-from app.proxy.channels.base import BackendUnavailable, Channel, ChannelListener, ChannelMode
+from app.proxy.channels.base import BackendUnavailable
+from app.proxy.channels.http import CONNECT_ERRORS, HTTPChannel
 from app.proxy.jsonrpc import Message, RequestId
 from app.proxy.sse import SSEDecoder
 
 ACCEPT = "application/json, text/event-stream"
-_CONNECT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError, asyncio.TimeoutError)
 
 
-class StreamableHTTPChannel(Channel):
+class StreamableHTTPChannel(HTTPChannel):
     transport = "streamable-http"
 
-    def __init__(
-        self,
-        backend: str,
-        listener: ChannelListener,
-        mode: ChannelMode,
-        http: aiohttp.ClientSession,
-        url: str,
-    ) -> None:
-        super().__init__(backend, listener, mode)
-        self.http = http
-        self.url = url
-        self.session_id: str | None = None
-        self._streams: dict[RequestId, asyncio.Task[None]] = {}
-        self._get_task: asyncio.Task[None] | None = None
-        self.has_get_stream = False
+    session_id: str | None = None  # the backend's own, learnt from its answer to initialize
+    _get_task: asyncio.Task[None] | None = None
+
+    @functools.cached_property
+    def _streams(self) -> dict[RequestId, asyncio.Task[None]]:
+        """Readers of SSE answers still open, by request id."""
+        return {}
 
     async def open(self) -> None:
         # HTTP needs no connection up front: the first POST (initialize) shows whether the backend is there.
@@ -61,7 +54,7 @@ class StreamableHTTPChannel(Channel):
             if self.mode == "handshake":
                 self.lost(reason)
             raise BackendUnavailable(reason) from None
-        except _CONNECT_ERRORS as exc:
+        except CONNECT_ERRORS as exc:
             # Connected and maybe delivered: the backend died with the request in flight.
             reason = f"backend connection broke: {exc or type(exc).__name__}"
             if msg.is_request:
@@ -99,7 +92,7 @@ class StreamableHTTPChannel(Channel):
             return
         try:
             body = await resp.read()
-        except _CONNECT_ERRORS as exc:
+        except CONNECT_ERRORS as exc:
             self._request_failed(msg.id, f"backend connection broke while answering: {exc}")
             return
         finally:
@@ -147,7 +140,7 @@ class StreamableHTTPChannel(Channel):
                             if m.is_response and m.id == request_id:
                                 answered = True
                             self.listener.on_backend_message(self, m, request_id, resp.status)
-                except _CONNECT_ERRORS as exc:
+                except CONNECT_ERRORS as exc:
                     failure = f"backend connection broke while answering: {exc or type(exc).__name__}"
                 finally:
                     resp.release()
@@ -172,7 +165,7 @@ class StreamableHTTPChannel(Channel):
         headers.pop("Content-Type", None)
         try:
             resp = await self.http.get(self.url, headers=headers)
-        except _CONNECT_ERRORS:
+        except CONNECT_ERRORS:
             return None
         if resp.status != 200:
             resp.release()
@@ -202,7 +195,7 @@ class StreamableHTTPChannel(Channel):
         while self.alive and not self.closing:
             try:
                 resp = await self.http.get(self.url, headers=headers)
-            except _CONNECT_ERRORS as exc:
+            except CONNECT_ERRORS as exc:
                 self.lost(f"backend stream connection failed: {exc or type(exc).__name__}")
                 return
             if resp.status == 405:
@@ -215,7 +208,6 @@ class StreamableHTTPChannel(Channel):
             if resp.status != 200:
                 resp.release()
                 return
-            self.has_get_stream = True
             decoder = SSEDecoder()
             got_any = False
             try:
@@ -229,13 +221,12 @@ class StreamableHTTPChannel(Channel):
                         m = self._decode_event(ev.data)
                         if m is not None:
                             self.listener.on_backend_message(self, m, None, 200)
-            except _CONNECT_ERRORS as exc:
+            except CONNECT_ERRORS as exc:
                 self.lost(f"backend stream dropped: {exc or type(exc).__name__}")
                 return
             finally:
                 resp.release()
-                self.has_get_stream = False
-            # A clean end may be the server rotating the stream; reconnect, but not in a tight loop.
+                # A clean end may be the server rotating the stream; reconnect, but not in a tight loop.
             attempts = 0 if got_any else attempts + 1
             if attempts >= 3:
                 return
@@ -259,7 +250,7 @@ class StreamableHTTPChannel(Channel):
             with contextlib.suppress(BaseException):
                 await t
         if self.session_id and self.mode == "handshake":
-            with contextlib.suppress(*_CONNECT_ERRORS):
+            with contextlib.suppress(*CONNECT_ERRORS):
                 async with self.http.delete(
                     self.url, headers=self._headers(None), timeout=aiohttp.ClientTimeout(total=2)
                 ):
