@@ -25,6 +25,7 @@ from tests.support.clients import ClientTransport, connect
 from tests.support.procs import (
     FixtureProcess,
     Router,
+    initialize_request,
     run_fixture,
     run_fixture_sync,
     run_router,
@@ -234,16 +235,7 @@ async def test_delete_backend_ends_its_sessions_and_spares_the_others(backend_a:
     ):
         await wait_state(http, "web", "up")
         # A raw handshake session on the backend that is about to go, to see the exact HTTP answer.
-        init = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "raw-admin-test", "version": "1"},
-            },
-        }
+        init = initialize_request("raw-admin-test")
         accept = {"accept": "application/json, text/event-stream"}
         resp = await http.post("/mcp/web", json=init, headers=accept)
         assert resp.status_code == 200, resp.text

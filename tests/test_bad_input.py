@@ -21,20 +21,11 @@ import pytest
 from mcp.client import Client
 
 from tests.support.clients import connect
-from tests.support.procs import FixtureProcess, Router, run_fixture_sync, run_router, wait_for
+from tests.support.procs import FixtureProcess, Router, initialize_request, run_fixture_sync, run_router, wait_for
 
 MAX_BODY = 1000
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-INIT: dict[str, Any] = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "bad-input-test", "version": "1"},
-    },
-}
+INIT = initialize_request("bad-input-test")
 
 
 @pytest.fixture(scope="module")

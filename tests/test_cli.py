@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import signal
 import socket
@@ -28,6 +27,7 @@ from tests.support.procs import (
     REPO_ROOT,
     free_port,
     kill_pid,
+    pid_alive,
     run_fixture,
     run_router,
     stop_process,
@@ -81,19 +81,6 @@ async def wait_up(http: httpx.AsyncClient, *names: str, timeout: float = 15.0) -
 
     result: list[dict[str, Any]] = await wait_for(all_up, timeout, message=f"backends {names} to be up")
     return result
-
-
-def pid_gone(pid: int) -> bool:
-    """True once `pid` no longer names a live process (a zombie awaiting its reaper counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 # ------------------------------------------------------------------------------ first run
@@ -272,7 +259,7 @@ async def test_signal_exits_0_and_stops_stdio_backends(sig: signal.Signals) -> N
                         await asyncio.wait_for(stream.aread(), 5.0)
         assert r.proc.returncode == 0, r.stderr_lines[-20:]
         for pid in pids:
-            await wait_for(lambda pid=pid: pid_gone(pid), 5, message=f"stdio backend pid {pid} to be gone")
+            await wait_for(lambda pid=pid: not pid_alive(pid), 5, message=f"stdio backend pid {pid} to be gone")
 
 
 async def raw_handshake(http: httpx.AsyncClient, path: str) -> str:

@@ -36,6 +36,7 @@ from mcp.shared.exceptions import MCPError
 from tests.support.clients import ClientTransport, connect
 from tests.support.procs import (
     HOST,
+    LISTENING_RE,
     REPO_ROOT,
     FixtureProcess,
     kill_pid,
@@ -69,8 +70,6 @@ COMBO_IDS = [f"{client}-to-{backend}" for client, backend in COMBOS]
 HANDSHAKE_COMBOS = [(c, b) for c, b in COMBOS if c in ("streamable-handshake", "sse")]
 HANDSHAKE_IDS = [f"{client}-to-{backend}" for client, backend in HANDSHAKE_COMBOS]
 
-_LISTENING_RE = re.compile(r"mcp-dev-router listening on (http://[^\s/]+:(\d+))")
-
 
 # --- module-scoped processes -------------------------------------------------------------------
 
@@ -99,7 +98,7 @@ def _pump(stream: Any, sink: list[str], first: list[str], ready: threading.Event
     for raw in stream:
         line = raw.rstrip("\r\n")
         sink.append(line)
-        if ready is not None and not ready.is_set() and _LISTENING_RE.search(line):
+        if ready is not None and not ready.is_set() and LISTENING_RE.search(line):
             first.append(line)
             ready.set()
 
@@ -135,7 +134,7 @@ def run_router_sync(*args: str, ready_timeout: float = 15.0) -> Iterator[SyncRou
                 raise RuntimeError(f"router exited with {popen.returncode}: {lines} {stderr_lines[-20:]}")
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"router printed no listening line within {ready_timeout}s: {lines}")
-        match = _LISTENING_RE.search(first[0])
+        match = LISTENING_RE.search(first[0])
         assert match is not None
         yield SyncRouter(match.group(1), popen, lines, stderr_lines)
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -15,24 +14,11 @@ from mcp.shared.exceptions import MCPError
 
 from tests.hotswap_support import backend_state, collect_notifications, wait_state, write_stdio_server
 from tests.support.clients import connect
-from tests.support.procs import kill_pid, run_router, wait_for
+from tests.support.procs import initialize_request, kill_pid, pid_alive, run_router, wait_for
 
 
 def text(result: Any) -> str:
     return str(result.content[0].text)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes: it holds no resources but a table slot.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 async def pids_of(url: str, name: str) -> list[int]:
@@ -90,7 +76,7 @@ async def test_api_restart_keeps_session_on_a_new_process(tmp_path: Path) -> Non
             assert resp.status_code == 200 and resp.json()["restarted"] is True
             after = text(await client.call_tool("whoami", {})).split(" call=")[0]
             assert after != before
-            await wait_for(lambda: not any(alive(p) for p in old_pids), 10, message="old processes to end")
+            await wait_for(lambda: not any(pid_alive(p) for p in old_pids), 10, message="old processes to end")
 
 
 async def test_crash_loop_stops_retrying_until_fixed(tmp_path: Path) -> None:
@@ -126,7 +112,7 @@ async def test_no_backend_process_outlives_the_router(tmp_path: Path, how: str) 
             else:
                 kill_pid(r.pid, 15)
                 assert await asyncio.wait_for(r.proc.wait(), 10) == 0
-            await wait_for(lambda: not any(alive(p) for p in pids), 10, message="backend processes to end")
+            await wait_for(lambda: not any(pid_alive(p) for p in pids), 10, message="backend processes to end")
 
 
 VERSIONED_SERVER = """\
@@ -174,16 +160,7 @@ async def test_idle_session_is_closed_and_its_process_ended(tmp_path: Path) -> N
         await wait_state(r.url, "be", "up")
         # A client that goes away without DELETE: initialize by hand, then vanish.
         async with httpx.AsyncClient() as http:
-            init = {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            }
+            init = initialize_request("t")
             headers = {"Accept": "application/json, text/event-stream"}
             resp = await http.post(r.mcp_url("be"), json=init, headers=headers)
             assert resp.status_code == 200
@@ -194,8 +171,8 @@ async def test_idle_session_is_closed_and_its_process_ended(tmp_path: Path) -> N
                 return (await http.get(f"{r.url}/sessions")).json() == []
 
             await wait_for(closed, 10, message="the idle session to be closed")
-            await wait_for(lambda: not alive(session_pid), 10, message="its process to end")
-            assert alive(main_pid)
+            await wait_for(lambda: not pid_alive(session_pid), 10, message="its process to end")
+            assert pid_alive(main_pid)
             gone = await http.post(
                 r.mcp_url("be"),
                 json={"jsonrpc": "2.0", "id": 2, "method": "ping"},

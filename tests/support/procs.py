@@ -29,7 +29,7 @@ HOST = "127.0.0.1"
 
 FixtureTransport = Literal["streamable", "sse", "stdio"]
 
-_LISTENING_RE = re.compile(r"mcp-dev-router listening on (http://[^\s/]+:(\d+))")
+LISTENING_RE = re.compile(r"mcp-dev-router listening on (http://[^\s/]+:(\d+))")
 
 
 def free_port() -> int:
@@ -78,6 +78,33 @@ async def port_accepts(port: int, host: str = HOST) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` names a live process (a zombie awaiting its reaper counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def initialize_request(client_name: str, request_id: int = 1) -> dict[str, Any]:
+    """A raw handshake-era `initialize`, for tests that speak HTTP to the router by hand."""
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": client_name, "version": "1"},
+        },
+    }
 
 
 def kill_pid(pid: int, sig: int = signal.SIGTERM) -> bool:
@@ -355,7 +382,7 @@ async def run_router(
             done, _ = await asyncio.wait({getter, exited}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             if getter in done:
                 exited.cancel()
-                match = _LISTENING_RE.search(getter.result())
+                match = LISTENING_RE.search(getter.result())
                 if match:
                     router = Router(match.group(1), int(match.group(2)), proc, lines, stderr_lines)
             else:
