@@ -577,7 +577,7 @@ def _area(frame: str) -> str:
     short = _short_frame(frame)
     if "(app/" in short:
         return "app/" + short.split("(app/", 1)[1].split("/", 1)[0].split(".py", 1)[0]
-    for name in ("uvicorn", "aiohttp", "httpx", "httpcore", "orjson", "starlette", "asyncio", "json"):
+    for name in ("uvicorn", "httptools", "httpx", "httpcore", "orjson", "starlette", "asyncio", "json"):
         if f"({name}/" in short or f"({name}." in short:
             return name
     return "other"

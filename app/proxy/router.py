@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
-
 from app import __version__
 from app.proxy.backend import Backend
 from app.proxy.config import BackendConfig, ConfigError
 from app.proxy.events import BackendListEvent, EventBus, SessionEvent
+from app.proxy.http_client import HTTPClient
 from app.proxy.jsonrpc import JSON
 from app.proxy.session import ClientTransport, Era, Session
 
@@ -47,7 +46,7 @@ class Router:
         self._default = default
         self.started = time.time()
         self.listen_url: str | None = None
-        self._http: aiohttp.ClientSession | None = None
+        self._http: HTTPClient | None = None
         self.running = False
         # A client that vanished without DELETE would otherwise keep its backend session (and, for
         # stdio, its process) forever.
@@ -55,7 +54,7 @@ class Router:
         self._reaper: asyncio.Task[None] | None = None
 
     @property
-    def http(self) -> aiohttp.ClientSession:
+    def http(self) -> HTTPClient:
         if self._http is None:
             raise RuntimeError("router not started")
         return self._http
@@ -67,14 +66,7 @@ class Router:
         return next(iter(self.backends), None)
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-        self._http = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-            skip_auto_headers=("Accept-Encoding", "User-Agent"),
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        self._http = HTTPClient()
         self.running = True
         for b in self.backends.values():
             b.start()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import aiohttp
-
 from app.proxy.channels.base import Channel, ChannelListener, ChannelMode
+from app.proxy.http_client import HTTPClient
 
-CONNECT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError, asyncio.TimeoutError)
+# Every failure of the HTTP client is an OSError (timeouts included): ConnectFailed before anything
+# was sent, ConnectionBroke after.
+CONNECT_ERRORS = (OSError,)
 
 
 class HTTPChannel(Channel):
@@ -17,7 +16,7 @@ class HTTPChannel(Channel):
         backend: str,
         listener: ChannelListener,
         mode: ChannelMode,
-        http: aiohttp.ClientSession,
+        http: HTTPClient,
         url: str,
     ) -> None:
         super().__init__(backend, listener, mode)

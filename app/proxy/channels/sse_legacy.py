@@ -7,11 +7,10 @@ import contextlib
 from collections.abc import Mapping
 from urllib.parse import urljoin
 
-import aiohttp
-
 from app.proxy import jsonrpc
 from app.proxy.channels.base import BackendUnavailable
 from app.proxy.channels.http import CONNECT_ERRORS, HTTPChannel
+from app.proxy.http_client import Response
 from app.proxy.jsonrpc import Message
 from app.proxy.sse import SSEDecoder
 
@@ -23,14 +22,14 @@ class LegacySSEChannel(HTTPChannel):
 
     endpoint: str | None = None  # where messages are POSTed, from the stream's first event
     _reader: asyncio.Task[None] | None = None
-    _resp: aiohttp.ClientResponse | None = None
+    _resp: Response | None = None
 
     async def open(self) -> None:
         try:
-            resp = await self.http.get(self.url, headers={"Accept": "text/event-stream"})
+            resp = await self.http.request("GET", self.url, headers={"Accept": "text/event-stream"})
         except CONNECT_ERRORS as exc:
             raise BackendUnavailable(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None
-        if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+        if resp.status != 200 or not resp.headers.get("content-type", "").startswith("text/event-stream"):
             resp.release()
             raise BackendUnavailable(f"{self.url} answered HTTP {resp.status}, not an SSE stream")
         self._resp = resp
@@ -45,11 +44,11 @@ class LegacySSEChannel(HTTPChannel):
         # SDKs differ in what they send (absolute path, relative path, full URL): resolve like a browser.
         self.endpoint = urljoin(self.url, endpoint)
 
-    async def _read(self, resp: aiohttp.ClientResponse, endpoint_seen: asyncio.Future[str]) -> None:
+    async def _read(self, resp: Response, endpoint_seen: asyncio.Future[str]) -> None:
         decoder = SSEDecoder()
         reason = "backend closed its SSE stream"
         try:
-            async for chunk in resp.content.iter_any():
+            async for chunk in resp.iter_chunks():
                 for ev in decoder.feed(chunk):
                     if ev.event == "endpoint":
                         if not endpoint_seen.done():
@@ -78,9 +77,8 @@ class LegacySSEChannel(HTTPChannel):
         if not self.alive or self.endpoint is None:
             raise BackendUnavailable(f"{self.describe} is closed")
         try:
-            async with self.http.post(
-                self.endpoint, data=msg.raw, headers={"Content-Type": "application/json"}
-            ) as resp:
+            resp = await self.http.request("POST", self.endpoint, msg.raw, {"Content-Type": "application/json"})
+            try:
                 if resp.status == 404:
                     self.lost("backend no longer knows this SSE session (it restarted)")
                     raise BackendUnavailable("backend session expired")
@@ -91,6 +89,10 @@ class LegacySSEChannel(HTTPChannel):
                             msg.id, jsonrpc.INTERNAL_ERROR, f"backend answered HTTP {resp.status}: {text}"
                         )
                         self.listener.on_backend_message(self, err, msg.id, resp.status)
+                else:
+                    await resp.read()  # "Accepted": read to the end so the connection can be reused
+            finally:
+                resp.release()
         except CONNECT_ERRORS as exc:
             reason = f"cannot reach {self.endpoint}: {exc or type(exc).__name__}"
             self.lost(reason)

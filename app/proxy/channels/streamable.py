@@ -7,11 +7,10 @@ import contextlib
 import functools
 from collections.abc import Mapping
 
-import aiohttp
-
 from app.proxy import jsonrpc
 from app.proxy.channels.base import BackendUnavailable
 from app.proxy.channels.http import CONNECT_ERRORS, HTTPChannel
+from app.proxy.http_client import ConnectFailed, Response
 from app.proxy.jsonrpc import Message, RequestId
 from app.proxy.sse import SSEDecoder
 
@@ -47,10 +46,10 @@ class StreamableHTTPChannel(HTTPChannel):
         if not self.alive:
             raise BackendUnavailable(f"{self.describe} is closed")
         try:
-            resp = await self.http.post(self.url, data=msg.raw, headers=self._headers(headers))
-        except aiohttp.ClientConnectorError as exc:
+            resp = await self.http.request("POST", self.url, msg.raw, self._headers(headers))
+        except ConnectFailed as exc:
             # Never connected, so nothing was sent: the caller may hold the message and send it again.
-            reason = f"cannot reach {self.url}: {exc.os_error.strerror or exc}"
+            reason = f"cannot reach {self.url}: {exc}"
             if self.mode == "handshake":
                 self.lost(reason)
             raise BackendUnavailable(reason) from None
@@ -68,19 +67,19 @@ class StreamableHTTPChannel(HTTPChannel):
             resp.release()
             raise
 
-    async def _handle_response(self, msg: Message, resp: aiohttp.ClientResponse) -> None:
+    async def _handle_response(self, msg: Message, resp: Response) -> None:
         status = resp.status
         if status == 404 and self.session_id and self.mode == "handshake":
             resp.release()
             self.lost("backend answered 404 for its session (it restarted)")
             raise BackendUnavailable("backend session expired")
-        sid = resp.headers.get("Mcp-Session-Id")
+        sid = resp.headers.get("mcp-session-id")
         if sid and self.session_id is None and self.mode == "handshake":
             self.session_id = sid
         if status == 202 or (status < 300 and not msg.is_request):
             resp.release()
             return
-        ctype = resp.headers.get("Content-Type", "")
+        ctype = resp.headers.get("content-type", "")
         if ctype.startswith("text/event-stream") and status < 300:
             if msg.id is None:
                 resp.release()
@@ -120,7 +119,7 @@ class StreamableHTTPChannel(HTTPChannel):
         text = f"backend '{self.backend}' did not answer: {reason}"
         self.listener.on_backend_message(self, jsonrpc.error(request_id, code, text), request_id, status)
 
-    async def _read_stream(self, request_id: RequestId, resp: aiohttp.ClientResponse) -> None:
+    async def _read_stream(self, request_id: RequestId, resp: Response) -> None:
         answered = False
         last_event_id: str | None = None
         failure: str | None = None
@@ -128,7 +127,7 @@ class StreamableHTTPChannel(HTTPChannel):
         try:
             while True:
                 try:
-                    async for chunk in resp.content.iter_any():
+                    async for chunk in resp.iter_chunks():
                         for ev in decoder.feed(chunk):
                             if ev.id:
                                 last_event_id = ev.id
@@ -160,11 +159,11 @@ class StreamableHTTPChannel(HTTPChannel):
             if failure and self.mode == "handshake":
                 self.lost(failure)
 
-    async def _resume(self, last_event_id: str) -> aiohttp.ClientResponse | None:
+    async def _resume(self, last_event_id: str) -> Response | None:
         headers = self._headers({"Accept": "text/event-stream", "Last-Event-ID": last_event_id})
         headers.pop("Content-Type", None)
         try:
-            resp = await self.http.get(self.url, headers=headers)
+            resp = await self.http.request("GET", self.url, headers=headers)
         except CONNECT_ERRORS:
             return None
         if resp.status != 200:
@@ -194,7 +193,7 @@ class StreamableHTTPChannel(HTTPChannel):
         attempts = 0
         while self.alive and not self.closing:
             try:
-                resp = await self.http.get(self.url, headers=headers)
+                resp = await self.http.request("GET", self.url, headers=headers)
             except CONNECT_ERRORS as exc:
                 self.lost(f"backend stream connection failed: {exc or type(exc).__name__}")
                 return
@@ -211,7 +210,7 @@ class StreamableHTTPChannel(HTTPChannel):
             decoder = SSEDecoder()
             got_any = False
             try:
-                async for chunk in resp.content.iter_any():
+                async for chunk in resp.iter_chunks():
                     for ev in decoder.feed(chunk):
                         got_any = True
                         if ev.id:
@@ -251,7 +250,5 @@ class StreamableHTTPChannel(HTTPChannel):
                 await t
         if self.session_id and self.mode == "handshake":
             with contextlib.suppress(*CONNECT_ERRORS):
-                async with self.http.delete(
-                    self.url, headers=self._headers(None), timeout=aiohttp.ClientTimeout(total=2)
-                ):
-                    pass
+                resp = await self.http.request("DELETE", self.url, headers=self._headers(None), timeout=2)
+                resp.release()

@@ -1,0 +1,382 @@
+"""A lean HTTP/1.1 client for the backends: pooled keep-alive connections, asyncio protocols, httptools.
+
+aiohttp cost more CPU per forwarded call than the rest of the router's hot path together (yarl URLs,
+multidicts, request and response objects with timers and traces). The router needs little of it: POST
+and GET to a handful of backend URLs, JSON bodies or SSE streams back. This is that much and no more.
+
+Errors are OSErrors, so one `except OSError` covers every way a backend can fail us:
+`ConnectFailed` means nothing was sent (the caller may send it again), `ConnectionBroke` means the
+request may have reached the backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+CONNECT_TIMEOUT = 5.0
+MAX_IDLE_PER_HOST = 64
+# uvicorn, Node and hypercorn close a kept-alive connection after 5 s idle. A POST written as the
+# server closes is lost without a word, and cannot be safely sent again (the server may have run
+# it), so the pool never reuses a connection that has been idle long enough to be closing.
+IDLE_TTL = 4.0
+IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+# A stream the router reads slower than the backend writes stops being read past this much.
+READ_HIGH_WATER = 1 << 20
+
+
+class ConnectFailed(OSError):
+    """No connection could be made: nothing was sent."""
+
+
+class ConnectionBroke(OSError):
+    """The connection failed after the request was written: the backend may have acted on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+    path: bytes
+    host_header: bytes
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return (self.scheme, self.host, self.port)
+
+
+def _target(url: str) -> _Target:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url}")
+    default_port = 443 if parts.scheme == "https" else 80
+    port = parts.port or default_port
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.hostname
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if port == default_port else f"{shown}:{port}"
+    return _Target(parts.scheme, host, port, path.encode(), host_header.encode())
+
+
+class Response:
+    """One response: status and headers at once, the body as it arrives."""
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn: _Connection | None = conn
+        self.status = 0
+        self.headers: dict[str, str] = {}  # names in lower case
+        self.head: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.complete = False
+        self.keep_alive = False
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._error: OSError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.until_eof = False  # no length and not chunked: the body ends when the connection does
+
+    # -- fed by the connection
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > READ_HIGH_WATER and self._conn is not None:
+            self._conn.pause()
+        self._wake()
+
+    def _finish(self) -> None:
+        self.complete = True
+        self._wake()
+
+    def _fail(self, exc: OSError) -> None:
+        if self.complete:
+            return
+        self._error = exc
+        if not self.head.done():
+            self.head.set_exception(exc)
+            self.head.exception()  # retrieved here: the caller may have stopped waiting
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    # -- for the caller
+    async def read(self) -> bytes:
+        """The whole body (then the connection goes back to the pool)."""
+        while not self.complete:
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        self.release()
+        return body
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """Body bytes as they arrive, until the response ends. Raises ConnectionBroke if it breaks."""
+        while True:
+            while self._chunks:
+                data = self._chunks.popleft()
+                self._buffered -= len(data)
+                if self._conn is not None and self._buffered <= READ_HIGH_WATER:
+                    self._conn.resume()
+                yield data
+            if self.complete:
+                return
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+
+    def release(self) -> None:
+        """Done with this response: a finished one gives its connection back, an unfinished one closes it."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.finished(self)
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, pool: HTTPClient, origin: tuple[str, str, int]) -> None:
+        self.pool = pool
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.response: Response | None = None
+        self.closed = False
+        self.got_bytes = False  # any byte of the current response seen yet
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._paused = False
+        self.idle_since = 0.0
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        if self.response is None:
+            self.close()  # an idle connection has nothing to say; a server that speaks anyway is broken
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.response._fail(ConnectionBroke(f"backend sent invalid HTTP: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        resp = self.response
+        if resp is None or resp.complete:
+            return
+        if resp.head.done() and resp.until_eof and exc is None:
+            resp._finish()
+            return
+        reason = str(exc) if exc else "the backend closed the connection"
+        resp._fail(ConnectionBroke(reason))
+
+    def pause_writing(self) -> None:  # requests are small; nothing to hold back
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        resp = self.response
+        if resp is None:
+            return
+        resp.status = self.parser.get_status_code()
+        headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in self._headers}
+        resp.headers = headers
+        self._headers = []
+        resp.keep_alive = self.parser.should_keep_alive()
+        resp.until_eof = "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
+        if not resp.head.done():
+            resp.head.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        if self.response is not None:
+            self.response._feed(body)
+
+    def on_message_complete(self) -> None:
+        if self.response is not None:
+            self.response._finish()
+
+    # -- for the pool
+    def send(self, resp: Response, data: bytes) -> None:
+        assert self.transport is not None
+        self.response = resp
+        self.got_bytes = False
+        self.transport.write(data)
+
+    def finished(self, resp: Response) -> None:
+        if self.response is not resp:
+            return
+        self.response = None
+        if resp.complete and resp.keep_alive and not self.closed:
+            self.resume()
+            self.pool.put_idle(self)
+        else:
+            self.close()
+
+    def pause(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class HTTPClient:
+    """Keep-alive connections to the backends, reused most recently used first."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._all: set[_Connection] = set()
+        self._targets: dict[str, _Target] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self.closed = False
+
+    def _target(self, url: str) -> _Target:
+        t = self._targets.get(url)
+        if t is None:
+            t = _target(url)
+            if len(self._targets) > 1024:
+                self._targets.clear()
+            self._targets[url] = t
+        return t
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send a request and return once the response's head is in. The caller must read or release it."""
+        t = self._target(url)
+        lines = [f"{method} ".encode() + t.path + b" HTTP/1.1\r\nHost: " + t.host_header]
+        if headers:
+            lines.extend(f"{k}: {v}".encode("latin-1") for k, v in headers.items())
+        if body or method in ("POST", "PUT", "PATCH"):
+            lines.append(b"Content-Length: " + str(len(body)).encode())
+        data = b"\r\n".join(lines) + b"\r\n\r\n" + body
+        retry = method in IDEMPOTENT
+        if timeout is None:
+            return await self._exchange(t, data, retry)
+        async with asyncio.timeout(timeout):
+            return await self._exchange(t, data, retry)
+
+    async def _exchange(self, t: _Target, data: bytes, retry: bool) -> Response:
+        while True:
+            conn = self._take_idle(t.origin)
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(t)
+            resp = Response(conn)
+            conn.send(resp, data)
+            try:
+                await resp.head
+            except ConnectionBroke:
+                if retry and reused and not conn.got_bytes:
+                    retry = False
+                    continue  # the server closed a kept-alive connection as we used it
+                raise
+            except BaseException:
+                resp.release()
+                raise
+            return resp
+
+    def _take_idle(self, origin: tuple[str, str, int]) -> _Connection | None:
+        idle = self._idle.get(origin)
+        if not idle:
+            return None
+        oldest_usable = asyncio.get_running_loop().time() - IDLE_TTL
+        while idle:
+            conn = idle.pop()
+            if conn.closed:
+                continue
+            if conn.idle_since < oldest_usable:
+                conn.close()  # and the rest of the list is older still
+                for stale in idle:
+                    stale.close()
+                idle.clear()
+                return None
+            return conn
+        return None
+
+    async def _connect(self, t: _Target) -> _Connection:
+        if self.closed:
+            raise ConnectFailed("the router is stopping")
+        loop = asyncio.get_running_loop()
+        sslctx: ssl.SSLContext | None = None
+        if t.scheme == "https":
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()
+            sslctx = self._ssl
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self, t.origin),
+                    t.host,
+                    t.port,
+                    ssl=sslctx,
+                    server_hostname=t.host if sslctx else None,
+                )
+        except TimeoutError:
+            raise ConnectFailed(f"connecting to {t.host}:{t.port} timed out") from None
+        except OSError as exc:
+            # asyncio words it "Connect call failed (addr)", uvloop "Connection refused": say the latter.
+            reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+            raise ConnectFailed(reason) from None
+        self._all.add(conn)
+        return conn
+
+    def put_idle(self, conn: _Connection) -> None:
+        idle = self._idle.setdefault(conn.origin, [])
+        if self.closed or len(idle) >= MAX_IDLE_PER_HOST:
+            conn.close()
+            return
+        conn.idle_since = asyncio.get_running_loop().time()
+        idle.append(conn)
+
+    def forget(self, conn: _Connection) -> None:
+        self._all.discard(conn)
+        idle = self._idle.get(conn.origin)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    async def close(self) -> None:
+        self.closed = True
+        for conn in list(self._all):
+            conn.close()
+        self._idle.clear()
+        await asyncio.sleep(0)  # the transports call connection_lost on the next loop turn
