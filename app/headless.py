@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from typing import Any, TextIO
@@ -9,16 +10,20 @@ from typing import Any, TextIO
 import orjson
 
 from app.proxy.events import (
+    EVENT_TYPES,
     BackendListEvent,
     BackendLogEvent,
     BackendStateEvent,
     Event,
+    EventBus,
     HealthEvent,
     RouterEvent,
     SessionEvent,
     Subscription,
     TrafficEvent,
 )
+
+FLUSH_INTERVAL = 0.02  # 50 writes a second at most: still "live" to a reader
 
 ARROWS = {"client->backend": "→", "backend->client": "←", "router->client": "⇠", "router->backend": "⇢"}
 
@@ -72,6 +77,16 @@ class HeadlessPrinter:
         self.quiet = quiet
         self.out = out or sys.stdout
 
+    @classmethod
+    def on(cls, bus: EventBus, fmt: str = "text", quiet: bool = False) -> HeadlessPrinter:
+        """A printer subscribed to what it prints (so `--quiet` costs the hot path no traffic events)."""
+        kinds: set[type[Event]] = set(EVENT_TYPES)
+        if quiet:
+            kinds -= {TrafficEvent, HealthEvent}
+        elif fmt == "text":
+            kinds.discard(HealthEvent)  # one probe every few seconds per backend is noise on a console
+        return cls(bus.subscribe(maxsize=50_000, kinds=kinds), fmt, quiet)
+
     def line(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
@@ -102,8 +117,11 @@ class HeadlessPrinter:
         return "".join(line + "\n" for line in lines)
 
     async def run(self) -> None:
-        while not self.sub.closed:
+        """Print until the subscription is closed and everything queued before that is out."""
+        while True:
             batch = await self.sub.next_batch()
+            if not batch and self.sub.closed:
+                return
             text = self.render(batch)
             if text:
                 try:
@@ -111,3 +129,7 @@ class HeadlessPrinter:
                     self.out.flush()
                 except (BrokenPipeError, ValueError):
                     return
+            if not self.sub.closed:
+                # Pace the console: under load, one write per interval instead of one per message
+                # keeps the printer's syscalls and wake-ups off the proxy's hot path.
+                await asyncio.sleep(FLUSH_INTERVAL)

@@ -82,7 +82,7 @@ async def run_headless(settings: Settings) -> int:
     port = sock.getsockname()[1]
     router = make_router(settings)
     router.listen_url = url_for(settings.host, port)
-    printer = HeadlessPrinter(router.bus.subscribe(maxsize=50_000), settings.log_format, settings.quiet)
+    printer = HeadlessPrinter.on(router.bus, settings.log_format, settings.quiet)
     server = make_server(router, settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -111,9 +111,9 @@ async def run_headless(settings: Settings) -> int:
     with contextlib.suppress(BaseException):
         await serving
     stop_wait.cancel()
-    printing.cancel()
+    printer.sub.close()  # the printer ends once what was queued (the sessions' closing lines) is out
     with contextlib.suppress(BaseException):
-        await printing
+        await asyncio.wait_for(printing, 2)
     with contextlib.suppress(OSError):
         sock.close()
     return 0

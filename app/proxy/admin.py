@@ -119,7 +119,8 @@ def build_admin(router: Router) -> Starlette:
                 400,
                 f"unknown event types {sorted(wanted - KNOWN_EVENT_TYPES)}; known: {sorted(KNOWN_EVENT_TYPES)}",
             )
-        sub = router.bus.subscribe()
+        kinds = None if wanted is None else [k for k, name in EVENT_TYPES.items() if name in wanted]
+        sub = router.bus.subscribe(kinds=kinds)
 
         async def stream() -> AsyncIterator[bytes]:
             try:
@@ -133,8 +134,7 @@ def build_admin(router: Router) -> Starlette:
                     out = []
                     for ev in batch:
                         d = ev.to_dict()
-                        if wanted is None or d["type"] in wanted:
-                            out.append(encode(orjson.dumps(d, default=str), event=d["type"]))
+                        out.append(encode(orjson.dumps(d, default=str), event=d["type"]))
                     if out:
                         yield b"".join(out)
             finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -108,8 +108,9 @@ EVENT_TYPES: dict[type[Event], str] = {
 
 
 class Subscription:
-    def __init__(self, bus: EventBus, maxsize: int) -> None:
+    def __init__(self, bus: EventBus, maxsize: int, kinds: frozenset[type[Event]] | None) -> None:
         self._bus = bus
+        self.kinds = kinds  # None: every kind
         self._queue: deque[Event] = deque(maxlen=maxsize)
         self._wakeup = asyncio.Event()
         self.dropped = 0
@@ -152,18 +153,21 @@ class EventBus:
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
 
-    def subscribe(self, maxsize: int = 10_000) -> Subscription:
-        sub = Subscription(self, maxsize)
+    def subscribe(self, maxsize: int = 10_000, kinds: Iterable[type[Event]] | None = None) -> Subscription:
+        """A queue of the events published from now on: of the given kinds, or of every kind."""
+        sub = Subscription(self, maxsize, None if kinds is None else frozenset(kinds))
         self._subscribers.add(sub)
         return sub
 
-    @property
-    def has_subscribers(self) -> bool:
-        return bool(self._subscribers)
+    def wants(self, kind: type[Event]) -> bool:
+        """Whether anyone listens for this kind: the hot path builds no event nobody reads."""
+        return any(sub.kinds is None or kind in sub.kinds for sub in self._subscribers)
 
     def publish(self, event: Event) -> None:
+        kind = type(event)
         for sub in self._subscribers:
-            sub._put(event)
+            if sub.kinds is None or kind in sub.kinds:
+                sub._put(event)
 
     def close(self) -> None:
         for sub in list(self._subscribers):

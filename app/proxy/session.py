@@ -153,7 +153,7 @@ class Session:
         method: str | None = None,
     ) -> None:
         bus = self.router.bus
-        if not bus.has_subscribers:
+        if not bus.wants(TrafficEvent):
             return
         d = msg.data
         if "method" in d:
