@@ -2,6 +2,7 @@
 # One entry point for a fresh machine (Python >= 3.11, pip, npm):
 #   ./dev.sh run  [ROUTER ARGS]   install what the router needs and run it (default: headless with the demo backend)
 #   ./dev.sh test [PYTEST ARGS]   install everything the tests need and run the suite
+#   ./dev.sh bench [run|floor] [ARGS]   the benchmarks (bench/README.md); floor also installs nginx as the native reference
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${VENV:-.venv}"
@@ -31,6 +32,15 @@ ensure_conformance() {
     fi
 }
 
+ensure_nginx() {
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null
+    else
+        echo "nginx is not installed (apt-get install nginx-light): floor.py will skip the native column" >&2
+    fi
+}
+
 cmd="${1:-run}"
 shift || true
 case "$cmd" in
@@ -44,8 +54,18 @@ case "$cmd" in
         ensure_conformance
         exec "$VENV/bin/pytest" "$@"
         ;;
+    bench)
+        ensure_venv test
+        which="${1:-run}"
+        shift || true
+        case "$which" in
+            run) exec "$VENV/bin/python" bench/run.py "$@" ;;
+            floor) ensure_nginx; exec "$VENV/bin/python" bench/floor.py "$@" ;;
+            *) echo "usage: ./dev.sh bench [run|floor] [ARGS]" >&2; exit 2 ;;
+        esac
+        ;;
     *)
-        echo "usage: ./dev.sh run [ROUTER ARGS] | ./dev.sh test [PYTEST ARGS]" >&2
+        echo "usage: ./dev.sh run [ROUTER ARGS] | ./dev.sh test [PYTEST ARGS] | ./dev.sh bench [run|floor] [ARGS]" >&2
         exit 2
         ;;
 esac
