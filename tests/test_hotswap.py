@@ -18,7 +18,7 @@ from mcp.shared.exceptions import MCPError
 
 from tests.hotswap_support import backend_state, collect_notifications, swappable, wait_state
 from tests.support.clients import connect
-from tests.support.procs import Router, run_router, wait_for
+from tests.support.procs import Router, pid_alive, run_router, wait_for
 
 CLIENTS = ["streamable-handshake", "streamable-modern", "sse"]
 BACKENDS = ["streamable", "sse", "stdio"]
@@ -166,6 +166,10 @@ async def test_disabled_backend_holds_requests_until_enabled(tmp_path: Path, bac
             await wait_state(r.url, "be", "up")
             async with connect(r.mcp_url("be"), "streamable-handshake") as client, httpx.AsyncClient() as http:
                 assert text(await client.call_tool("echo", {"text": "before"})) == "before"
+                pids_before = (await http.get(f"{r.url}/backends/be")).json()["pids"]
+                assert len(pids_before) == (
+                    2 if backend_tr == "stdio" else 0
+                )  # stdio: the main process and the session's
                 assert (await http.post(f"{r.url}/backends/be/disable")).json()["state"] == "disabled"
                 held = asyncio.create_task(client.call_tool("echo", {"text": "held"}))
 
@@ -175,8 +179,22 @@ async def test_disabled_backend_holds_requests_until_enabled(tmp_path: Path, bac
 
                 await wait_for(holding, 5, message="the call to be held")
                 assert not held.done()
+                if backend_tr == "stdio":
+                    # Disabled means not running: its processes are gone, and it will not restart.
+                    await wait_for(
+                        lambda: not any(pid_alive(pid) for pid in pids_before), 10, message="the processes to end"
+                    )
+                    assert (await http.get(f"{r.url}/backends/be")).json()["pids"] == []
+                    assert not held.done()
+                    refused = await http.post(f"{r.url}/backends/be/restart")
+                    assert refused.status_code == 409
+                    assert "disabled" in refused.json()["error"]
                 await http.post(f"{r.url}/backends/be/enable")
                 assert text(await asyncio.wait_for(held, 10)) == "held"
+                assert text(await client.call_tool("echo", {"text": "after"})) == "after"
+                if backend_tr == "stdio":
+                    pids_after = (await http.get(f"{r.url}/backends/be")).json()["pids"]
+                    assert pids_after and not set(pids_after) & set(pids_before)
 
 
 @pytest.mark.parametrize("backend_tr", ["streamable", "stdio"])

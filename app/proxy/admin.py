@@ -88,6 +88,8 @@ def build_admin(router: Router) -> Starlette:
         b = _backend(request)
         if isinstance(b, Response):
             return b
+        if not b.config.enabled:
+            return _error(409, f"backend '{b.name}' is disabled: enable it to start it again")
         ok = await b.restart("restart requested via the API")
         body = {"restarted": ok, "backend": b.snapshot()}
         if not ok:

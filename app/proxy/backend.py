@@ -261,6 +261,18 @@ class Backend:
         self.config.enabled = False
         self._enabled.clear()
         self._set_state("disabled")
+        if self.config.kind == "stdio":
+            # Disabled means not running: the processes go, the client sessions stay (their
+            # requests are held) and are rebuilt on fresh processes when the backend is enabled.
+            self._tasks.append(asyncio.create_task(self._stop_processes("backend disabled")))
+
+    async def _stop_processes(self, reason: str) -> None:
+        async with self._restart_lock:
+            main, self._main = self._main, None
+            await asyncio.gather(*(s.release_channels(reason) for s in self.all_sessions()))
+            if main is not None:
+                main.closing = True
+                await main.close()
 
     async def _pause(self, seconds: float) -> None:
         """Wait for the next probe time, or less if someone asks for a look now."""
@@ -414,6 +426,9 @@ class Backend:
                     self._crashes.append(time.monotonic())
                     self._start_failed(str(exc))
                     continue
+                if not self.config.enabled:
+                    await ch.close()  # disabled while it started
+                    continue
                 self._record(True, time.perf_counter() - started, "started")
                 self._adopt_main(ch, res)
                 self._came_up(catalog, f"pid {ch.pid}")
@@ -453,6 +468,9 @@ class Backend:
     async def restart(self, reason: str = "restart requested") -> bool:
         """Blue/green: bring up the new backend first; move traffic only when it answers."""
         async with self._restart_lock:
+            if not self.config.enabled:
+                self.note(f"not restarting ({reason}): the backend is disabled; enable it first")
+                return False
             self.note(f"restarting: {reason}")
             previous: State = self.state
             if self.accepting:

@@ -703,6 +703,16 @@ class Session:
         self._publish_session("ended", reason)
         await self.close(reason, event=False)
 
+    async def release_channels(self, reason: str) -> None:
+        """Let go of the backend side (its backend is being disabled); the client's session stays.
+
+        What was in flight fails at once, as when a backend dies; the rest is held, and the session
+        is rebuilt on the backend's next channel.
+        """
+        for ch in list(self._channels):
+            ch.lost(reason)
+            await ch.close()
+
     async def close(self, reason: str = "closed by client", event: bool = True) -> None:
         if self.closed:
             return
