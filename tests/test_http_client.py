@@ -133,32 +133,27 @@ async def test_a_connection_idle_past_the_ttl_is_not_reused(
         assert server.connections == 2
 
 
-async def test_a_get_on_a_connection_the_server_dropped_is_sent_again(client: HTTPClient) -> None:
-    async def drops_second_request(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        req = await read_request(reader)
-        assert req is not None
-        writer.write(ok(b"first"))
-        await writer.drain()
-        await read_request(reader)  # closes without a word, as a server timing out the connection does
+async def answers_once_then_drops(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers a connection's first request; closes without a word on its second, as a server timing out does."""
+    req = await read_request(reader)
+    assert req is not None
+    writer.write(ok(b"first"))
+    await writer.drain()
+    if await read_request(reader) is not None:
         server.requests.append(b"dropped")
 
-    async with serve(drops_second_request) as server:
+
+async def test_a_get_on_a_connection_the_server_dropped_is_sent_again(client: HTTPClient) -> None:
+    async with serve(answers_once_then_drops) as server:
         assert await (await client.request("GET", server.url)).read() == b"first"
         resp = await client.request("GET", server.url)
         assert await resp.read() == b"first"
         assert server.connections == 2
+        assert server.requests == [b"dropped"]
 
 
 async def test_a_post_on_a_dropped_connection_is_not_sent_twice(client: HTTPClient) -> None:
-    async def drops_second_request(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        req = await read_request(reader)
-        assert req is not None
-        writer.write(ok(b"first"))
-        await writer.drain()
-        if await read_request(reader) is not None:
-            server.requests.append(b"second")
-
-    async with serve(drops_second_request) as server:
+    async with serve(answers_once_then_drops) as server:
         await (await client.request("POST", server.url, b"{}")).read()
         with pytest.raises(ConnectionBroke):
             await client.request("POST", server.url, b"{}")
