@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import mcp_types as types
 import pytest
 from mcp.client import Client, ClientRequestContext
@@ -39,6 +40,7 @@ from tests.support.procs import (
     LISTENING_RE,
     REPO_ROOT,
     FixtureProcess,
+    initialize_request,
     kill_pid,
     run_fixture_sync,
     stdio_command,
@@ -46,6 +48,7 @@ from tests.support.procs import (
 )
 
 pytestmark = pytest.mark.timeout(60)
+RAW_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
 V1_TOOLS = {"echo", "add", "slow", "sleep", "sample", "elicit", "log", "whoami", "bump"}
 HANDSHAKE_VERSION = "2025-11-25"
@@ -231,7 +234,11 @@ class Recorder:
 
 @contextlib.asynccontextmanager
 async def open_client(
-    router: SyncRouter, client: ClientTransport, backend: str, recorder: Recorder | None = None
+    router: SyncRouter,
+    client: ClientTransport,
+    backend: str,
+    recorder: Recorder | None = None,
+    protocol_version: str | None = None,
 ) -> AsyncIterator[Client]:
     rec = recorder or Recorder()
     async with connect(
@@ -242,8 +249,9 @@ async def open_client(
         logging_callback=rec.logging,
         log_level="info",  # the 2026-07-28 per-request logging opt-in; ignored in the handshake era
         read_timeout_seconds=15.0,
+        protocol_version=protocol_version,
     ) as c:
-        assert c.protocol_version == expected_version(client), router.tail()
+        assert c.protocol_version == (protocol_version or expected_version(client)), router.tail()
         yield c
 
 
@@ -387,6 +395,76 @@ async def test_initialize_declares_list_changed(router: SyncRouter, client: Clie
         # What the backend declares besides is kept.
         assert caps.resources.subscribe is True
         assert caps.logging is not None
+
+
+# --- every released handshake revision ---------------------------------------------------------
+
+HANDSHAKE_REVISIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+
+
+@pytest.mark.parametrize("version", HANDSHAKE_REVISIONS)
+@pytest.mark.parametrize(("client", "backend"), HANDSHAKE_COMBOS, ids=HANDSHAKE_IDS)
+async def test_every_handshake_revision(
+    router: SyncRouter, client: ClientTransport, backend: str, version: str
+) -> None:
+    rec = Recorder()
+    async with open_client(router, client, backend, rec, protocol_version=version) as c:
+        # The backend negotiates what the client offers; the router must neither upgrade nor drop it.
+        assert c.protocol_version == version
+        assert text_of(await c.call_tool("echo", {"text": version})) == version
+        assert text_of(await c.call_tool("sample", {"prompt": version})) == f"sampled:{version}"
+    assert [text for _, text in rec.sampled] == [version]
+
+
+def _raw_initialize(version: str) -> dict[str, Any]:
+    body = initialize_request("batch-test")
+    body["params"]["protocolVersion"] = version
+    return body
+
+
+def _echo(i: int) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": i,
+        "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": f"b{i}"}},
+    }
+
+
+async def _raw_session(http: httpx.AsyncClient, url: str, version: str) -> dict[str, str]:
+    resp = await http.post(url, json=_raw_initialize(version), headers=RAW_HEADERS)
+    assert resp.status_code == 200, resp.text
+    headers = {**RAW_HEADERS, "mcp-session-id": resp.headers["mcp-session-id"], "mcp-protocol-version": version}
+    sent = await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    assert sent.status_code == 202
+    return headers
+
+
+@pytest.mark.parametrize("backend", ["http", "stdio"])
+async def test_batches_at_2025_03_26(router: SyncRouter, backend: str) -> None:
+    url = router.mcp_url(backend)
+    async with httpx.AsyncClient(timeout=10) as http:
+        headers = await _raw_session(http, url, "2025-03-26")
+        batch = [_echo(1), {"jsonrpc": "2.0", "method": "notifications/progress_ignored"}, _echo(2), _echo(3)]
+        resp = await http.post(url, json=batch, headers={**headers, "accept": "application/json"})
+        assert resp.status_code == 200, resp.text
+        answers = resp.json()
+        assert isinstance(answers, list)
+        # One answer per request (none for the notification), each to its own id.
+        texts = {a["id"]: a["result"]["content"][0]["text"] for a in answers}
+        assert texts == {1: "b1", 2: "b2", 3: "b3"}
+
+
+async def test_no_batches_after_2025_03_26(router: SyncRouter) -> None:
+    url = router.mcp_url("http")
+    async with httpx.AsyncClient(timeout=10) as http:
+        headers = await _raw_session(http, url, "2025-06-18")
+        resp = await http.post(url, json=[_echo(1), _echo(2)], headers=headers)
+        assert resp.status_code == 400
+        assert "no batches" in resp.json()["error"]["message"]
+        # The session is unharmed.
+        single = await http.post(url, json=_echo(9), headers={**headers, "accept": "application/json"})
+        assert single.json()["result"]["content"][0]["text"] == "b9"
 
 
 # --- the modern client and a legacy SSE backend ------------------------------------------------
