@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -238,3 +240,37 @@ async def test_a_timeout_leaves_no_connection_behind(client: HTTPClient) -> None
         with pytest.raises(TimeoutError):
             await client.request("DELETE", server.url, timeout=0.1)
         assert not client._all or all(c.closed for c in client._all)
+
+
+async def test_https_backends_are_verified_and_spoken_to(client: HTTPClient, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = await asyncio.create_subprocess_exec(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+        "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await made.wait() == 0
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    port = free_port()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await echo_forever(Server(""), reader, writer)
+        writer.close()
+
+    srv = await asyncio.start_server(handle, HOST, port, ssl=server_ctx)
+    try:
+        url = f"https://localhost:{port}/mcp"
+        # Not trusted by the system: refused, with nothing sent.
+        with pytest.raises(ConnectFailed) as info:
+            await client.request("POST", url, b"{}")
+        assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
+        trusting = HTTPClient()
+        trusting._ssl = ssl.create_default_context(cafile=cert)
+        try:
+            resp = await trusting.request("POST", url, b'{"over":"tls"}')
+            assert await resp.read() == b'{"over":"tls"}'
+        finally:
+            await trusting.close()
+    finally:
+        srv.close()

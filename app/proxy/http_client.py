@@ -353,6 +353,11 @@ class HTTPClient:
                 )
         except TimeoutError:
             raise ConnectFailed(f"connecting to {t.host}:{t.port} timed out") from None
+        except ssl.SSLError as exc:
+            detail = getattr(exc, "verify_message", None)
+            raise ConnectFailed(
+                f"TLS handshake failed: {exc.reason or exc}" + (f" ({detail})" if detail else "")
+            ) from None
         except OSError as exc:
             # asyncio words it "Connect call failed (addr)", uvloop "Connection refused": say the latter.
             reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
