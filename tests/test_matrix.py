@@ -17,13 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,13 +30,11 @@ from mcp.shared.exceptions import MCPError
 
 from tests.support.clients import ClientTransport, connect
 from tests.support.procs import (
-    HOST,
-    LISTENING_RE,
-    REPO_ROOT,
     FixtureProcess,
+    SyncRouter,
     initialize_request,
-    kill_pid,
     run_fixture_sync,
+    run_router_sync,
     stdio_command,
     wait_for,
 )
@@ -75,81 +67,6 @@ HANDSHAKE_IDS = [f"{client}-to-{backend}" for client, backend in HANDSHAKE_COMBO
 
 
 # --- module-scoped processes -------------------------------------------------------------------
-
-
-@dataclass
-class SyncRouter:
-    """A router started without an event loop (module scope outlives each test's loop)."""
-
-    url: str
-    popen: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-    stderr_lines: list[str] = field(default_factory=list)
-
-    def mcp_url(self, name: str) -> str:
-        return f"{self.url}/mcp/{name}"
-
-    def sse_url(self, name: str) -> str:
-        return f"{self.url}/sse/{name}"
-
-    def tail(self, n: int = 30) -> str:
-        return "\n".join([*self.lines[-n:], "--- stderr ---", *self.stderr_lines[-n:]])
-
-
-def _pump(stream: Any, sink: list[str], first: list[str], ready: threading.Event | None) -> None:
-    # Drains a pipe in a thread so the router never blocks on a full stdout/stderr.
-    for raw in stream:
-        line = raw.rstrip("\r\n")
-        sink.append(line)
-        if ready is not None and not ready.is_set() and LISTENING_RE.search(line):
-            first.append(line)
-            ready.set()
-
-
-@contextlib.contextmanager
-def run_router_sync(*args: str, ready_timeout: float = 15.0) -> Iterator[SyncRouter]:
-    """Blocking twin of `procs.run_router`: `python -m app --no-ui --port 0 *args`, stopped by pid."""
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "app", "--no-ui", "--host", HOST, "--port", "0", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        start_new_session=True,
-    )
-    lines: list[str] = []
-    stderr_lines: list[str] = []
-    first: list[str] = []
-    ready = threading.Event()
-    pumps = [
-        threading.Thread(target=_pump, args=(popen.stdout, lines, first, ready), daemon=True),
-        threading.Thread(target=_pump, args=(popen.stderr, stderr_lines, [], None), daemon=True),
-    ]
-    for pump in pumps:
-        pump.start()
-    try:
-        deadline = time.monotonic() + ready_timeout
-        # Event wait with a short slice so an early exit is noticed at once.
-        while not ready.wait(0.05):
-            if popen.poll() is not None:
-                raise RuntimeError(f"router exited with {popen.returncode}: {lines} {stderr_lines[-20:]}")
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"router printed no listening line within {ready_timeout}s: {lines}")
-        match = LISTENING_RE.search(first[0])
-        assert match is not None
-        yield SyncRouter(match.group(1), popen, lines, stderr_lines)
-    finally:
-        if popen.poll() is None:
-            kill_pid(popen.pid, signal.SIGTERM)
-            try:
-                popen.wait(5.0)
-            except subprocess.TimeoutExpired:
-                kill_pid(popen.pid, signal.SIGKILL)
-                popen.wait()
-        for pump in pumps:
-            pump.join(2.0)
 
 
 @pytest.fixture(scope="module")
