@@ -104,7 +104,7 @@ async def read_messages(receive: Receive, send: Send, limit: int) -> tuple[list[
     try:
         return jsonrpc.parse_body(body)
     except jsonrpc.ProtocolError as exc:
-        await respond_error(send, exc.http_status, exc.code, exc.message)
+        await respond_error(send, exc.http_status, exc.code, exc.message, exc.msg_id)
         return None
 
 

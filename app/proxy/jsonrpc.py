@@ -104,11 +104,12 @@ class Message:
 class ProtocolError(Exception):
     """Input that is not a JSON-RPC message we can forward; carries the error to answer with."""
 
-    def __init__(self, code: int, message: str, http_status: int = 400) -> None:
+    def __init__(self, code: int, message: str, http_status: int = 400, msg_id: RequestId | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.http_status = http_status
+        self.msg_id = msg_id  # when the message's id could be read, the error answers it
 
 
 def decode(raw: bytes) -> Any:
@@ -135,8 +136,16 @@ def validate(obj: Any) -> Message:
     if not has_method:
         if "id" not in obj or ("result" not in obj and "error" not in obj):
             raise ProtocolError(INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response")
-    if "params" in obj and not isinstance(obj["params"], dict | list):
-        raise ProtocolError(INVALID_REQUEST, 'Invalid Request: "params" must be an object')
+    if "params" in obj:
+        params = obj["params"]
+        if isinstance(params, list):
+            # JSON-RPC allows by-position params; MCP does not, and SDK servers drop such a request
+            # without a word (stdio) or answer it with a null id: either way the client would wait.
+            raise ProtocolError(
+                INVALID_PARAMS, 'Invalid params: MCP "params" must be an object, not an array', msg_id=obj.get("id")
+            )
+        if not isinstance(params, dict):
+            raise ProtocolError(INVALID_REQUEST, 'Invalid Request: "params" must be an object')
     return Message(obj)
 
 

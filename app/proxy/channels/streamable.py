@@ -106,10 +106,21 @@ class StreamableHTTPChannel(HTTPChannel):
                 self._request_failed(msg.id, f"backend sent an invalid answer (HTTP {status}): {exc.message}")
                 return
             for m in messages:
-                self.listener.on_backend_message(self, m, msg.id, status)
+                self.listener.on_backend_message(self, self._addressed(m, msg.id), msg.id, status)
             return
         text = body[:300].decode("utf-8", "replace").strip()
         self._request_failed(msg.id, f"backend answered HTTP {status}" + (f": {text}" if text else ""), status)
+
+    @staticmethod
+    def _addressed(answer: Message, request_id: RequestId | None) -> Message:
+        """An error with a null id on a request's own response is that request's answer.
+
+        A backend that cannot read a request (the SDK's validation errors, for one) answers
+        `"id": null`; left so, it would reach no one and the client would wait forever.
+        """
+        if request_id is not None and answer.id is None and answer.is_response and answer.is_error:
+            return answer.replaced(id=request_id)
+        return answer
 
     def _request_failed(self, request_id: RequestId | None, reason: str, status: int | None = None) -> None:
         if request_id is None:
@@ -136,6 +147,7 @@ class StreamableHTTPChannel(HTTPChannel):
                             m = self._decode_event(ev.data)
                             if m is None:
                                 continue
+                            m = self._addressed(m, request_id)
                             if m.is_response and m.id == request_id:
                                 answered = True
                             self.listener.on_backend_message(self, m, request_id, resp.status)
