@@ -22,6 +22,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from tests.support.clients import ClientTransport, connect
 from tests.support.procs import (
+    FIXTURE_V1_TOOLS,
     REPO_ROOT,
     FixtureProcess,
     free_port,
@@ -33,8 +34,6 @@ from tests.support.procs import (
     stdio_command,
     wait_for,
 )
-
-V1_TOOLS = {"echo", "add", "slow", "sleep", "sample", "elicit", "log", "whoami", "bump"}
 
 
 async def sampling_callback(
@@ -119,7 +118,7 @@ async def test_tour(target: str, transport: ClientTransport, version: str | None
             assert client.protocol_version == "2025-11-25"
 
         tools = {tool.name for tool in (await client.list_tools()).tools}
-        assert tools == V1_TOOLS
+        assert tools == FIXTURE_V1_TOOLS
 
         assert text_of(await client.call_tool("echo", {"text": "hello"})) == "hello"
         added = await client.call_tool("add", {"a": 2, "b": 40})
@@ -168,7 +167,7 @@ async def test_v2_has_extra_tool(kind: str) -> None:
                 tools = {tool.name for tool in (await client.list_tools()).tools}
                 assert text_of(await client.call_tool("extra_tool", {})) == "extra"
                 assert f"pid={fixture.pid} variant=v2" in text_of(await client.call_tool("whoami", {}))
-    assert tools == V1_TOOLS | {"extra_tool"}
+    assert tools == FIXTURE_V1_TOOLS | {"extra_tool"}
 
 
 @pytest.mark.parametrize("version", ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,10 +27,11 @@ import httpx
 import mcp_types as types
 import pytest
 from mcp.client import Client, ClientRequestContext
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from tests.support.clients import ClientTransport, connect
 from tests.support.procs import (
+    FIXTURE_V1_TOOLS,
     FixtureProcess,
     SyncRouter,
     initialize_request,
@@ -42,8 +44,9 @@ from tests.support.procs import (
 pytestmark = pytest.mark.timeout(60)
 RAW_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
-V1_TOOLS = {"echo", "add", "slow", "sleep", "sample", "elicit", "log", "whoami", "bump"}
 HANDSHAKE_VERSION = "2025-11-25"
+ROOTS = ("file:///work/project-a", "file:///work/project-b")
+COUNTER_URI = "test://counter"  # the fixture's resource that `bump` changes
 MODERN_VERSION = "2026-07-28"
 # The fixture resolves elicitation/sampling with `Resolve(_ask_user)` / `Resolve(_ask_llm)`; in the
 # 2026-07-28 era the InputRequiredResult keys are the resolver's `module:qualname`, and the SDK
@@ -130,6 +133,8 @@ class Recorder:
     sampled: list[tuple[Any, str]] = field(default_factory=list)
     elicited: list[tuple[Any, str]] = field(default_factory=list)
     logs: list[types.LoggingMessageNotificationParams] = field(default_factory=list)
+    roots_asked: list[Any] = field(default_factory=list)
+    notifications: list[Any] = field(default_factory=list)
 
     async def sampling(
         self, context: ClientRequestContext, params: types.CreateMessageRequestParams
@@ -148,6 +153,13 @@ class Recorder:
     async def logging(self, params: types.LoggingMessageNotificationParams) -> None:
         self.logs.append(params)
 
+    async def list_roots(self, context: ClientRequestContext) -> types.ListRootsResult:
+        self.roots_asked.append(context.request_id)
+        return types.ListRootsResult(roots=[types.Root(uri=uri, name=uri[-1]) for uri in ROOTS])
+
+    async def message(self, message: Any) -> None:
+        self.notifications.append(message)
+
 
 @contextlib.asynccontextmanager
 async def open_client(
@@ -164,6 +176,8 @@ async def open_client(
         sampling_callback=rec.sampling,
         elicitation_callback=rec.elicitation,
         logging_callback=rec.logging,
+        list_roots_callback=rec.list_roots,
+        message_handler=rec.message,
         log_level="info",  # the 2026-07-28 per-request logging opt-in; ignored in the handshake era
         read_timeout_seconds=15.0,
         protocol_version=protocol_version,
@@ -195,7 +209,7 @@ def matrix(xfail: dict[str, str] | None = None) -> pytest.MarkDecorator:
 async def test_tools_resources_prompts(router: SyncRouter, client: ClientTransport, backend: str) -> None:
     async with open_client(router, client, backend) as c:
         tools = {tool.name for tool in (await c.list_tools()).tools}
-        assert tools == V1_TOOLS
+        assert tools == FIXTURE_V1_TOOLS
         assert text_of(await c.call_tool("echo", {"text": f"hi {backend}"})) == f"hi {backend}"
         added = await c.call_tool("add", {"a": 2, "b": 40})
         assert text_of(added) == "42"
@@ -251,6 +265,76 @@ async def test_sampling_and_elicitation(router: SyncRouter, client: ClientTransp
         ids = sample_ids + elicit_ids
         assert all(isinstance(i, int | str) and i not in (SAMPLE_KEY, ELICIT_KEY) for i in ids), ids
         assert len(set(ids)) == 4, ids
+
+
+@matrix()
+async def test_roots(router: SyncRouter, client: ClientTransport, backend: str) -> None:
+    rec = Recorder()
+    async with open_client(router, client, backend, rec) as c:
+        assert text_of(await c.call_tool("roots", {})) == ",".join(ROOTS)
+        assert text_of(await c.call_tool("roots", {})) == ",".join(ROOTS)
+    assert len(rec.roots_asked) == 2
+
+
+@matrix()
+async def test_resource_updates(router: SyncRouter, client: ClientTransport, backend: str) -> None:
+    def updated(rec: Recorder) -> list[str]:
+        return [str(n.params.uri) for n in rec.notifications if isinstance(n, types.ResourceUpdatedNotification)]
+
+    watcher_rec, other_rec = Recorder(), Recorder()
+    async with (
+        open_client(router, client, backend, watcher_rec) as watcher,
+        open_client(router, client, backend, other_rec) as other,
+    ):
+        if client == "streamable-modern":
+            # 2026-07-28: a subscriptions/listen stream carries the update.
+            async with watcher.listen(resource_subscriptions=[COUNTER_URI]) as subscription:
+                assert subscription.honored.resource_subscriptions == [COUNTER_URI]
+                await watcher.call_tool("bump", {})
+                async with asyncio.timeout(5):
+                    event = await anext(aiter(subscription))
+                assert getattr(event, "uri", None) == COUNTER_URI
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await watcher.subscribe_resource(COUNTER_URI)
+        await watcher.call_tool("bump", {})
+        await wait_for(lambda: updated(watcher_rec), 5, message="notifications/resources/updated")
+        assert updated(watcher_rec) == [COUNTER_URI]
+        if backend != "stdio":
+            # One backend process serves both sessions: a change made by the other client reaches
+            # the subscriber, and only the subscriber.
+            await other.call_tool("bump", {})
+            await wait_for(lambda: len(updated(watcher_rec)) == 2, 5, message="the second update")
+        assert updated(other_rec) == []
+
+
+@matrix()
+async def test_cancellation_reaches_the_backend(router: SyncRouter, client: ClientTransport, backend: str) -> None:
+    async def sleeps(c: Client) -> tuple[int, int]:
+        started, cancelled = text_of(await c.call_tool("sleeps", {})).split()
+        return int(started), int(cancelled)
+
+    async with open_client(router, client, backend) as c:
+        started, cancelled = await sleeps(c)
+        call = asyncio.create_task(c.call_tool("sleep", {"seconds": 30}))
+
+        async def running() -> bool:
+            return (await sleeps(c))[0] > started
+
+        await wait_for(running, 5, message="the backend to start the call")
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+
+        # The client's cancellation (notifications/cancelled in the handshake era, the closed
+        # stream in the modern era) reached the backend, whose tool saw it; the session goes on.
+        async def seen() -> bool:
+            return (await sleeps(c))[1] > cancelled
+
+        await wait_for(seen, 5, message="the backend to see the cancellation")
+        assert await sleeps(c) == (started + 1, cancelled + 1)
+        assert text_of(await c.call_tool("echo", {"text": "after"})) == "after"
 
 
 @matrix()

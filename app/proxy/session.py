@@ -8,6 +8,7 @@ is back, opens a new channel, replays the client's handshake and restores its st
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import time
 import uuid
@@ -115,6 +116,9 @@ class Session:
         self._draining: dict[Channel, asyncio.Event] = {}
         self._channels: set[Channel] = set()
         self._tasks: set[asyncio.Future[Any]] = set()
+        # Backend ids of requests the client cancelled: an answer may still come (the spec asks
+        # the backend not to send one, and the sender to ignore one that arrives anyway).
+        self._cancelled: collections.OrderedDict[RequestId, None] = collections.OrderedDict()
 
     # ------------------------------------------------------------------ describing
     @property
@@ -381,8 +385,10 @@ class Session:
         if method == "notifications/cancelled" and not self.shared:
             rid = msg.params.get("requestId")
             p = self.pending.pop(rid, None) if isinstance(rid, str | int) else None
-            if p is not None and p.token is not None:
-                self._by_token.pop(p.token, None)
+            if p is not None:
+                self._note_cancelled(p)
+                if p.token is not None:
+                    self._by_token.pop(p.token, None)
         self._publish_traffic("client->backend", msg)
         ch = self.channel
         if ch is None or not ch.alive:
@@ -416,11 +422,17 @@ class Session:
         if self.pending.get(p.backend_id) is not p:
             return
         self._pop(p)
+        self._note_cancelled(p)
         if p.channel is not None:
             p.channel.cancel(p.backend_id)
         self._publish_traffic(
             "client->backend", jsonrpc.notification("notifications/cancelled", {"requestId": p.client_id})
         )
+
+    def _note_cancelled(self, p: Pending) -> None:
+        self._cancelled[p.backend_id] = None
+        if len(self._cancelled) > 256:
+            self._cancelled.popitem(last=False)
 
     # ------------------------------------------------------------------ from the backend
     def on_backend_message(self, channel: Channel, msg: Message, related: RequestId | None, status: int | None) -> None:
@@ -442,6 +454,13 @@ class Session:
     def _backend_response(self, channel: Channel, msg: Message, status: int | None) -> None:
         p = self.pending.get(msg.id) if msg.id is not None else None
         if p is None:
+            if msg.id is not None and msg.id in self._cancelled:
+                del self._cancelled[msg.id]
+                self.router.log(
+                    self.backend.name,
+                    f"session {self.id[:8]}: ignored the backend's answer to cancelled request {msg.id!r}",
+                )
+                return
             self.router.log(self.backend.name, f"session {self.id[:8]}: dropped a late answer for id {msg.id!r}")
             return
         if p.listen and msg.is_error and msg.data["error"].get("code") == jsonrpc.BACKEND_LOST and not self.closed:

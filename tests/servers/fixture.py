@@ -34,6 +34,7 @@ from mcp.server.mcpserver import (
     Context,
     Elicit,
     ElicitationResult,
+    ListRoots,
     MCPServer,
     Resolve,
     Sample,
@@ -64,12 +65,17 @@ def _ask_user(question: str) -> Elicit[Answer]:
     return Elicit(question, Answer)
 
 
+def _ask_roots() -> ListRoots:
+    """Resolver for `roots`."""
+    return ListRoots()
+
+
 def build_server(variant: str, name: str) -> MCPServer[Any]:
     """Build the fixture server; `variant` v2 adds `extra_tool` (the hot-swap tests look for it)."""
     mcp: MCPServer[Any] = MCPServer(name, version=variant, instructions=f"fixture {name} {variant}")
     identity = f"pid={os.getpid()} variant={variant} name={name}"
     counter = itertools.count(1)
-    state = {"counter": 0}
+    state = {"counter": 0, "sleeps_started": 0, "sleeps_cancelled": 0}
     # Handshake-era resources/subscribe bookkeeping: the sessions to notify per URI.
     subscribers: dict[str, list[Any]] = {}
 
@@ -94,8 +100,23 @@ def build_server(variant: str, name: str) -> MCPServer[Any]:
     @mcp.tool()
     async def sleep(seconds: float) -> str:
         """Sleep, for long-running-call tests (cancellation, backend death mid-call)."""
-        await asyncio.sleep(seconds)
+        state["sleeps_started"] += 1
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            state["sleeps_cancelled"] += 1
+            raise
         return f"slept {seconds}"
+
+    @mcp.tool()
+    def sleeps() -> str:
+        """`sleep` calls this process has started and seen cancelled: "STARTED CANCELLED"."""
+        return f"{state['sleeps_started']} {state['sleeps_cancelled']}"
+
+    @mcp.tool()
+    def roots(listing: Annotated[types.ListRootsResult, Resolve(_ask_roots)]) -> str:
+        """Ask the client for its roots (roots/list) and return their URIs, comma-separated."""
+        return ",".join(str(root.uri) for root in listing.roots)
 
     @mcp.tool()
     def sample(prompt: str, reply: Annotated[types.CreateMessageResult, Resolve(_ask_llm)]) -> str:
