@@ -310,6 +310,36 @@ async def test_resource_updates(router: SyncRouter, client: ClientTransport, bac
 
 
 @matrix()
+async def test_backend_list_changed_reaches_the_client(
+    router: SyncRouter, client: ClientTransport, backend: str
+) -> None:
+    rec = Recorder()
+    async with open_client(router, client, backend, rec) as c:
+        if client == "streamable-modern":
+            async with c.listen(tools_list_changed=True, prompts_list_changed=True, resources_list_changed=True) as sub:
+                assert text_of(await c.call_tool("announce", {})) == "announced"
+                kinds: set[str] = set()
+                async with asyncio.timeout(5):
+                    async for event in sub:
+                        kinds.add(type(event).__name__)
+                        if len(kinds) == 3:
+                            break
+            assert kinds == {"ToolsListChanged", "PromptsListChanged", "ResourcesListChanged"}
+            return
+        assert text_of(await c.call_tool("announce", {})) == "announced"
+        wanted = {
+            types.ToolListChangedNotification,
+            types.PromptListChangedNotification,
+            types.ResourceListChangedNotification,
+        }
+
+        def seen() -> set[type]:
+            return {type(n) for n in rec.notifications} & wanted
+
+        await wait_for(lambda: seen() == wanted, 5, message="the backend's three list_changed notifications")
+
+
+@matrix()
 async def test_cancellation_reaches_the_backend(router: SyncRouter, client: ClientTransport, backend: str) -> None:
     async def sleeps(c: Client) -> tuple[int, int]:
         started, cancelled = text_of(await c.call_tool("sleeps", {})).split()

@@ -156,6 +156,21 @@ def build_server(variant: str, name: str) -> MCPServer[Any]:
         await ctx.notify_resource_updated(COUNTER_URI)  # subscriptions/listen streams (2026-07-28)
         return state["counter"]
 
+    @mcp.tool()
+    async def announce(ctx: Context) -> str:
+        """Say that the tool, prompt and resource lists changed (both eras), without changing them."""
+        session = ctx.request_context.session
+        try:  # handshake era: notifications on the session's stream
+            await session.send_tool_list_changed()
+            await session.send_prompt_list_changed()
+            await session.send_resource_list_changed()
+        except Exception:  # the 2026-07-28 era has no session stream; listen streams get the events
+            pass
+        await ctx.notify_tools_changed()
+        await ctx.notify_prompts_changed()
+        await ctx.notify_resources_changed()
+        return "announced"
+
     if variant == "v2":
 
         @mcp.tool()
