@@ -261,6 +261,13 @@ async def test_signal_exits_0_and_stops_stdio_backends(sig: signal.Signals) -> N
         for pid in pids:
             await wait_for(lambda pid=pid: not pid_alive(pid), 5, message=f"stdio backend pid {pid} to be gone")
 
+        # The console says why the sessions ended: what was queued at shutdown is printed, not lost.
+        def closed_line() -> str | None:
+            return next((line for line in r.lines if f"session {sid[:8]} closed" in line), None)
+
+        line = await wait_for(closed_line, 5, message="the session's closing line")
+        assert line.endswith("router stopped"), r.lines[-10:]
+
 
 async def raw_handshake(http: httpx.AsyncClient, path: str) -> str:
     """initialize + notifications/initialized over raw HTTP; returns the router's Mcp-Session-Id."""
