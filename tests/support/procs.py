@@ -134,6 +134,17 @@ async def stop_process(proc: asyncio.subprocess.Process, grace: float = 3.0) -> 
     return proc.returncode
 
 
+def stop_popen(popen: subprocess.Popen[Any], grace: float = 3.0) -> None:
+    """Blocking twin of `stop_process`, for the sync runners."""
+    if popen.poll() is None:
+        kill_pid(popen.pid, signal.SIGTERM)
+        try:
+            popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            kill_pid(popen.pid, signal.SIGKILL)
+            popen.wait()
+
+
 def fixture_argv(
     transport: FixtureTransport, variant: str = "v1", port: int | None = None, name: str = "fixture"
 ) -> list[str]:
@@ -291,13 +302,7 @@ def run_fixture_sync(
             time.sleep(0.02)  # a blocking poll interval: this helper has no event loop to await on
         yield FixtureProcess(transport, variant, port, popen)
     finally:
-        if popen.poll() is None:
-            kill_pid(popen.pid, signal.SIGTERM)
-            try:
-                popen.wait(3.0)
-            except subprocess.TimeoutExpired:
-                kill_pid(popen.pid, signal.SIGKILL)
-                popen.wait()
+        stop_popen(popen, 3.0)
 
 
 @dataclass
@@ -364,13 +369,7 @@ def run_router_sync(*args: str, ready_timeout: float = 15.0) -> Iterator[SyncRou
         assert match is not None
         yield SyncRouter(match.group(1), popen, lines, stderr_lines)
     finally:
-        if popen.poll() is None:
-            kill_pid(popen.pid, signal.SIGTERM)
-            try:
-                popen.wait(5.0)
-            except subprocess.TimeoutExpired:
-                kill_pid(popen.pid, signal.SIGKILL)
-                popen.wait()
+        stop_popen(popen, 5.0)
         for pump in pumps:
             pump.join(2.0)
 
