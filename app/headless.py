@@ -71,10 +71,9 @@ def format_text(ev: Event) -> str | None:
 
 
 class HeadlessPrinter:
-    def __init__(self, sub: Subscription, fmt: str = "text", quiet: bool = False, out: TextIO | None = None) -> None:
+    def __init__(self, sub: Subscription, fmt: str = "text", out: TextIO | None = None) -> None:
         self.sub = sub
         self.fmt = fmt
-        self.quiet = quiet
         self.out = out or sys.stdout
 
     @classmethod
@@ -85,7 +84,7 @@ class HeadlessPrinter:
             kinds -= {TrafficEvent, HealthEvent}
         elif fmt == "text":
             kinds.discard(HealthEvent)  # one probe every few seconds per backend is noise on a console
-        return cls(bus.subscribe(maxsize=50_000, kinds=kinds), fmt, quiet)
+        return cls(bus.subscribe(maxsize=50_000, kinds=kinds), fmt)
 
     def line(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -101,8 +100,6 @@ class HeadlessPrinter:
     def render(self, events: list[Event]) -> str:
         lines: list[str] = []
         for ev in events:
-            if self.quiet and isinstance(ev, TrafficEvent | HealthEvent):
-                continue
             if self.fmt == "json":
                 if isinstance(ev, HealthEvent) and ev.ok:
                     continue
