@@ -332,6 +332,51 @@ async def test_post_and_delete_errors(backend_a: FixtureProcess) -> None:
         assert listed[0]["url"] == backend_a.url
 
 
+async def test_strict_validation_of_types_and_names(backend_a: FixtureProcess) -> None:
+    async with run_router("-b", f"alpha={backend_a.url}") as r, admin(r) as http:
+        # A string is not a flag: "false" would read as true.
+        for enabled in ("false", 0, None, [False]):
+            resp = await http.post("/backends", json={"name": "x", "url": backend_a.url, "enabled": enabled})
+            assert resp.status_code == 400, (enabled, resp.text)
+            assert '"enabled" must be true or false' in resp.json()["error"]
+        for name in (".", "..", ".hidden", "-x", "a/b", "a b", "é", "a" * 65, "mcp", "backends", 7, ["x"]):
+            resp = await http.post("/backends", json={"name": name, "url": backend_a.url})
+            assert resp.status_code == 400, (name, resp.text)
+            assert "name" in resp.json()["error"]
+        for spec in (
+            {"name": "x", "url": 8080},
+            {"name": "x", "command": "python", "args": "-m server"},
+            {"name": "x", "command": "python", "env": {"A": 1}},
+            {"name": "x", "command": "python 'unbalanced"},
+        ):
+            resp = await http.post("/backends", json=spec)
+            assert resp.status_code == 400, (spec, resp.text)
+
+        # Bad input is quoted by a short prefix, never echoed whole.
+        huge = "n" * 10_000
+        refused = [
+            await http.post("/backends", json={"name": huge, "url": backend_a.url}),
+            await http.post("/backends", json={"name": "x", "url": "ftp://" + huge}),
+            await http.delete("/backends", params={"name": huge}),
+            await http.post(f"/backends/{huge}/restart"),
+            await http.get(f"/backends/{huge}"),
+            await http.get("/events", params={"types": huge}),
+        ]
+        for resp in refused:
+            assert resp.status_code in (400, 404), resp.text[:200]
+            error = resp.json()["error"]
+            assert "nnnnnnnnnn" in error and len(error) < 400, error[:500]
+        accept = {"accept": "application/json, text/event-stream"}
+        resp = await http.post(f"/mcp/{huge}", json=initialize_request("long-name"), headers=accept)
+        assert resp.status_code == 404 and len(resp.text) < 500, resp.text[:200]
+
+        # What is valid still is: a dotted name, and a real flag.
+        resp = await http.post("/backends", json={"name": "v1.2_x-y", "url": backend_a.url, "enabled": False})
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["enabled"] is False and resp.json()["state"] == "disabled"
+        assert [b["name"] for b in (await http.get("/backends")).json()] == ["alpha", "v1.2_x-y"]
+
+
 # ------------------------------------------------------------------------------ control
 
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.proxy.config import BackendConfig, ConfigError
+from app.proxy.config import BackendConfig, ConfigError, quote
 from app.proxy.events import EVENT_TYPES
 from app.proxy.router import Router, UnknownBackend
 from app.proxy.sse import COMMENT_PING, encode
@@ -119,7 +119,7 @@ def build_admin(router: Router) -> Starlette:
         if wanted is not None and not wanted <= KNOWN_EVENT_TYPES:
             return _error(
                 400,
-                f"unknown event types {sorted(wanted - KNOWN_EVENT_TYPES)}; known: {sorted(KNOWN_EVENT_TYPES)}",
+                f"unknown event types {quote(sorted(wanted - KNOWN_EVENT_TYPES), 120)}; known: {sorted(KNOWN_EVENT_TYPES)}",
             )
         kinds = None if wanted is None else [k for k, name in EVENT_TYPES.items() if name in wanted]
         sub = router.bus.subscribe(kinds=kinds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,16 +10,36 @@ from urllib.parse import urlparse
 
 from app.proxy.jsonrpc import JSON
 
-NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+# A name is one URL path segment (/mcp/NAME) that needs no escaping: ASCII letters and digits, then
+# also '-', '_' or '.'. Starting with a letter or digit rules out '.', '..' and hidden-file lookalikes.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME_RULE = "1-64 characters: ASCII letters, digits, '-', '_' or '.', starting with a letter or digit"
+# Words the router's own routes use at the top level: a backend by one of these names could not be
+# told apart from the route (DESIGN: "Backend names may not be route words").
+ROUTE_WORDS = frozenset({"mcp", "sse", "messages", "status", "backends", "sessions", "events"})
+QUOTE_LIMIT = 40
 
 
 class ConfigError(ValueError):
     pass
 
 
-def check_name(name: str) -> str:
-    if not name or not set(name) <= NAME_CHARS or len(name) > 64:
-        raise ConfigError(f"invalid backend name {name!r}: use letters, digits, '-', '_' or '.' (at most 64)")
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """`value` for an error message: its repr, cut to a short prefix (bad input may be huge)."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else text
+    cut = text[:limit]
+    return f"{cut!r}… ({len(text)} characters)" if isinstance(value, str) else f"{cut}… ({len(text)} characters)"
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise ConfigError(f"a backend name must be a string, not {type(name).__name__}")
+    if not NAME_RE.fullmatch(name):
+        raise ConfigError(f"invalid backend name {quote(name)}: {NAME_RULE}")
+    if name in ROUTE_WORDS:
+        raise ConfigError(f"invalid backend name {quote(name)}: it is one of the router's route words")
     return name
 
 
@@ -38,9 +59,13 @@ class BackendConfig:
         if (self.url is None) == (self.command is None):
             raise ConfigError(f"backend {self.name!r} needs either a url or a command")
         if self.url is not None:
-            parsed = urlparse(self.url)
-            if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise ConfigError(f"backend {self.name!r}: {self.url!r} is not an http(s) URL")
+            try:
+                parsed = urlparse(self.url)
+                ok = parsed.scheme in ("http", "https") and bool(parsed.netloc)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError(f"backend {self.name!r}: {quote(self.url, 200)} is not an http(s) URL")
 
     @property
     def kind(self) -> str:
@@ -70,6 +95,7 @@ class BackendConfig:
         name = data.get("name")
         if not isinstance(name, str):
             raise ConfigError('a backend needs a "name" string')
+        check_name(name)
         url = data.get("url")
         command = data.get("command")
         args = data.get("args", [])
@@ -91,9 +117,15 @@ class BackendConfig:
         if not isinstance(watch, list) or not all(isinstance(w, str) for w in watch):
             raise ConfigError('"watch" must be a path or a list of paths')
         enabled = data.get("enabled", True)
+        if not isinstance(enabled, bool):
+            # "false" is truthy: reading it as a flag would enable what the sender meant to disable.
+            raise ConfigError(f'"enabled" must be true or false, not {quote(enabled, 20)}')
         if command is not None and url is None and not args and " " in command.strip():
             # A whole command line in "command" (as typed on the command line): split it.
-            parts = shlex.split(command)
+            try:
+                parts = shlex.split(command)
+            except ValueError as exc:
+                raise ConfigError(f'"command" {quote(command, 80)}: {exc}') from None
             command, args = parts[0], parts[1:]
         return cls(
             name=name,
@@ -103,7 +135,7 @@ class BackendConfig:
             env=dict(env),
             cwd=cwd,
             watch=list(watch),
-            enabled=bool(enabled),
+            enabled=enabled,
         )
 
 

@@ -7,7 +7,7 @@ import time
 
 from app import __version__
 from app.proxy.backend import Backend
-from app.proxy.config import BackendConfig, ConfigError
+from app.proxy.config import BackendConfig, ConfigError, quote
 from app.proxy.events import BackendListEvent, EventBus, SessionEvent
 from app.proxy.http_client import HTTPClient
 from app.proxy.jsonrpc import JSON
@@ -24,7 +24,7 @@ class UnknownBackend(LookupError):
     def __str__(self) -> str:
         if self.name is None:
             return "no backend is configured: add one with -b NAME=URL, POST /backends, or start with --demo"
-        return f"unknown backend '{self.name}'"
+        return f"unknown backend {quote(self.name)}"
 
 
 class Router:
