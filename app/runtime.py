@@ -52,7 +52,7 @@ def make_router(settings: Settings) -> Router:
 
 
 def make_server(router: Router, settings: Settings) -> RouterServer:
-    app = RouterApp(router, bind_host=settings.host, token=settings.token)
+    app = RouterApp(router, bind_host=settings.host, token=settings.token, allowed_hosts=settings.allowed_hosts)
     config = uvicorn.Config(
         app,
         log_config=None,

@@ -32,6 +32,7 @@ class Settings:
     quiet: bool = False
     max_body: int = 4 * 1024 * 1024
     token: str | None = None
+    allowed_hosts: list[str] = field(default_factory=list)
     session_idle_timeout: float = 1800.0
 
 
@@ -87,7 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="close a client session idle this long with no open stream (default 1800)",
     )
-    p.add_argument("--token", default=os.environ.get("MCP_ROUTER_TOKEN"), help="bearer token for the management API")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("MCP_ROUTER_TOKEN"),
+        help="bearer token: required on every route when bound beyond loopback, on the management API otherwise",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept this Host name (e.g. the machine's LAN name, devbox.lan); repeatable",
+    )
     return p
 
 
@@ -139,5 +151,6 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         quiet=ns.quiet,
         max_body=ns.max_body,
         token=ns.token,
+        allowed_hosts=[h.strip().lower() for h in ns.allowed_host if h.strip()],
         session_idle_timeout=ns.session_idle_timeout,
     )

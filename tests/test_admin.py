@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import shlex
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -574,3 +575,82 @@ async def test_token_guards_the_management_api_only(backend_a: FixtureProcess) -
         async with connect(r.mcp_url("alpha"), HANDSHAKE) as client:
             await echo(client, "no token needed")
         assert [b["name"] for b in (await http.get("/backends", headers=auth)).json()] == ["alpha"]
+
+
+def _own_lan_address() -> str | None:
+    """This machine's address on its default route, if it has one (a UDP connect sends nothing)."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(("192.0.2.1", 9))  # TEST-NET-1: only selects a route, no packet leaves
+        address: str = sock.getsockname()[0]
+        return None if address.startswith("127.") or address == "0.0.0.0" else address
+    return None
+
+
+async def test_token_guards_every_route_beyond_loopback(backend_a: FixtureProcess) -> None:
+    """Bound to 0.0.0.0 with a token, reached as a LAN client would (its Host is the machine's name):
+    the token opens every route, its absence closes every one with a 401."""
+    st = stdio_command(name="lan-stdio")
+    args = ("-b", f"alpha={backend_a.url}", "-b", f"st={st}", "--host", "0.0.0.0", "--token", "T0k")
+    async with run_router(*args, "--allowed-host", "devbox.lan", "--allowed-host", "other.lan") as r:
+        base = f"http://127.0.0.1:{r.port}"  # loopback only: the test sends nothing off the machine
+        lan = {"host": f"devbox.lan:{r.port}"}
+        auth = {**lan, "authorization": "Bearer T0k"}
+        accept = {"accept": "application/json, text/event-stream"}
+        init = initialize_request("lan-client")
+        routes: list[tuple[str, str, Any]] = [
+            ("POST", "/mcp", init),
+            ("POST", "/mcp/alpha", init),
+            ("POST", "/mcp/st", init),
+            ("GET", "/sse", None),
+            ("GET", "/sse/alpha", None),
+            ("POST", "/messages/?session_id=abc", {"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+            ("GET", "/", None),
+            ("GET", "/status", None),
+            ("GET", "/backends", None),
+            ("POST", "/backends", {"name": "intruder", "command": "touch", "args": ["/tmp/pwned"]}),
+            ("DELETE", "/backends?name=alpha", None),
+            ("GET", "/backends/alpha", None),
+            ("GET", "/backends/alpha/health", None),
+            ("GET", "/backends/st/log", None),
+            ("POST", "/backends/st/restart", None),
+            ("POST", "/backends/st/disable", None),
+            ("POST", "/backends/st/enable", None),
+            ("GET", "/sessions", None),
+            ("GET", "/events", None),
+        ]
+        async with httpx.AsyncClient(base_url=base, timeout=10.0) as http:
+            for headers in (lan, {**lan, "authorization": "Bearer wrong"}, {**lan, "authorization": "T0k"}):
+                for method, path, body in routes:
+                    resp = await http.request(method, path, json=body, headers={**headers, **accept})
+                    assert resp.status_code == 401, (method, path, headers, resp.text)
+                    assert resp.headers["www-authenticate"].startswith("Bearer")
+                    error = resp.json()["error"]
+                    assert error["code"] == -32600 and "token" in error["message"], error
+            # Nothing above reached the router's state.
+            backends = (await http.get("/backends", headers=auth)).json()
+            assert [b["name"] for b in backends] == ["alpha", "st"]
+            async with httpx.AsyncClient(base_url=base, headers=auth) as authed:
+                await wait_state(authed, "st", "up")
+
+            # A Host that is neither this machine's address nor an --allowed-host name: rebinding.
+            foreign = await http.get("/status", headers={**auth, "host": f"evil.example:{r.port}"})
+            assert foreign.status_code == 403
+            for host in (f"other.lan:{r.port}", f"127.0.0.1:{r.port}", _own_lan_address()):
+                if host is not None:
+                    resp = await http.get("/status", headers={**auth, "host": host})
+                    assert resp.status_code == 200, (host, resp.text)
+
+        # The SDK client, as a LAN client: Host devbox.lan, with the token.
+        for transport in ("streamable-handshake", "streamable-modern", "sse"):
+            url = f"{base}/sse/st" if transport == "sse" else f"{base}/mcp/st"
+            async with connect(url, transport, headers=auth) as client:
+                assert "name=lan-stdio" in text_of(await client.call_tool("whoami", {}))
+                await echo(client, f"over {transport} with the token")
+        async with connect(f"{base}/mcp/alpha", HANDSHAKE, headers=auth) as client:
+            await echo(client, "alpha too")
+        # Without it the SDK client gets no session at all.
+        with pytest.raises(Exception) as refused:
+            async with connect(f"{base}/mcp/st", HANDSHAKE, headers=lan) as client:
+                await client.call_tool("echo", {"text": "no token"})
+        # (The SDK wraps the router's 401 in task-group exceptions; its message is the router's own.)
+        assert "Unauthorized: this router is reachable beyond loopback" in repr(refused.value), refused.value
