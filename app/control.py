@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from app.proxy.backend import OUTCOME_STATUS, Backend, CommandResult
 from app.proxy.config import BackendConfig, ConfigError
 from app.proxy.events import EVENT_TYPES, Event, Subscription
 from app.proxy.jsonrpc import JSON
@@ -153,30 +154,39 @@ class LocalControl:
         except UnknownBackend as exc:
             raise ControlError(str(exc), 404) from None
 
+    # The same commands as the management API, through the same router methods: applied in order,
+    # and a command that lost to another (a restart to a removal) says so.
     async def enable(self, name: str) -> JSON:
-        b = self._backend(name)
-        b.enable()
-        snap: JSON = b.snapshot()
-        return snap
+        try:
+            b, result = self.router.enable(name)
+        except UnknownBackend as exc:
+            raise ControlError(str(exc), 404) from None
+        return _answer(b, result, "enabled")
 
     async def disable(self, name: str) -> JSON:
-        b = self._backend(name)
-        b.disable()
-        snap: JSON = b.snapshot()
-        return snap
+        try:
+            b, result = await self.router.disable(name)
+        except UnknownBackend as exc:
+            raise ControlError(str(exc), 404) from None
+        return _answer(b, result, "disabled")
 
     async def restart(self, name: str) -> JSON:
-        b = self._backend(name)
-        if not b.config.enabled:
-            raise ControlError(f"backend '{name}' is disabled: enable it to start it again", 409)
-        ok = await b.restart("restart requested from the terminal UI")
-        if not ok:
-            raise ControlError(b.state_reason or (b.log_tail[-1] if b.log_tail else "restart failed"), 502)
-        snap: JSON = b.snapshot()
-        return snap
+        try:
+            b, result = await self.router.restart(name, "restart requested from the terminal UI")
+        except UnknownBackend as exc:
+            raise ControlError(str(exc), 404) from None
+        return _answer(b, result, "restarted")
 
     async def close_session(self, session_id: str) -> None:
         session = self.router.sessions.get(session_id)
         if session is None:
             raise ControlError(f"unknown session '{session_id[:12]}'", 404)
         await session.close("closed from the terminal UI")
+
+
+def _answer(backend: Backend, result: CommandResult, wanted: str) -> JSON:
+    """The backend's snapshot if the command did what was asked; else the router's own refusal."""
+    if result.outcome != wanted:
+        raise ControlError(result.detail, OUTCOME_STATUS.get(result.outcome, 409))
+    snap: JSON = backend.snapshot()
+    return snap

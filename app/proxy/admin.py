@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from app.proxy.backend import OUTCOME_STATUS, CommandResult
 from app.proxy.config import BackendConfig, ConfigError, quote
 from app.proxy.events import EVENT_TYPES
 from app.proxy.router import Router, UnknownBackend
@@ -49,17 +50,17 @@ def build_admin(router: Router) -> Starlette:
         if config.name in router.backends:
             return _error(409, f"backend '{config.name}' already exists")
         backend = router.add_backend(config)
-        return ORJSONResponse(backend.snapshot(), status_code=201)
+        return ORJSONResponse({**backend.snapshot(), "seq": backend.added_seq}, status_code=201)
 
     async def delete_backend(request: Request) -> Response:
         name = request.path_params.get("name") or request.query_params.get("name")
         if not name:
             return _error(400, "say which backend: DELETE /backends?name=NAME")
         try:
-            await router.remove_backend(name)
+            result = await router.remove_backend(name)
         except UnknownBackend as exc:
             return _error(404, str(exc))
-        return ORJSONResponse({"removed": name})
+        return ORJSONResponse({"removed": name, "seq": result.seq})
 
     def _backend(request: Request) -> Any:
         name = request.path_params["name"]
@@ -84,31 +85,37 @@ def build_admin(router: Router) -> Starlette:
             return b
         return ORJSONResponse({"backend": b.name, "lines": list(b.log_tail)})
 
+    def _refused(result: CommandResult, body: dict[str, Any] | None = None) -> Response:
+        status = OUTCOME_STATUS.get(result.outcome, 409)
+        return ORJSONResponse({**(body or {}), "outcome": result.outcome, "error": result.detail}, status_code=status)
+
     async def restart(request: Request) -> Response:
-        b = _backend(request)
-        if isinstance(b, Response):
-            return b
-        if not b.config.enabled:
-            return _error(409, f"backend '{b.name}' is disabled: enable it to start it again")
-        ok = await b.restart("restart requested via the API")
-        body = {"restarted": ok, "backend": b.snapshot()}
-        if not ok:
-            body["error"] = b.state_reason or (b.log_tail[-1] if b.log_tail else "restart failed")
-        return ORJSONResponse(body, status_code=200 if ok else 502)
+        try:
+            b, result = await router.restart(request.path_params["name"], "restart requested via the API")
+        except UnknownBackend as exc:
+            return _error(404, str(exc))
+        body = {"restarted": bool(result), "outcome": result.outcome, "seq": result.seq, "backend": b.snapshot()}
+        if not result:
+            return _refused(result, body)
+        return ORJSONResponse(body)
 
     async def enable(request: Request) -> Response:
-        b = _backend(request)
-        if isinstance(b, Response):
-            return b
-        b.enable()
-        return ORJSONResponse(b.snapshot())
+        try:
+            b, result = router.enable(request.path_params["name"])
+        except UnknownBackend as exc:
+            return _error(404, str(exc))
+        if result.outcome != "enabled":
+            return _refused(result)
+        return ORJSONResponse({**b.snapshot(), "seq": result.seq})
 
     async def disable(request: Request) -> Response:
-        b = _backend(request)
-        if isinstance(b, Response):
-            return b
-        b.disable()
-        return ORJSONResponse(b.snapshot())
+        try:
+            b, result = await router.disable(request.path_params["name"])
+        except UnknownBackend as exc:
+            return _error(404, str(exc))
+        if result.outcome != "disabled":
+            return _refused(result)
+        return ORJSONResponse({**b.snapshot(), "seq": result.seq})
 
     async def sessions(_: Request) -> Response:
         return ORJSONResponse(router.sessions_snapshot())

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlparse
 
 from app import __version__
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from app.proxy.session import Session
 
 State = Literal["starting", "up", "down", "restarting", "disabled", "failed"]
+Outcome = Literal["restarted", "failed", "enabled", "disabled", "removed"]
+T = TypeVar("T")
 
 DOWN_PROBE_INTERVAL = 0.2
 PROBE_TIMEOUT = 5.0
@@ -39,6 +42,35 @@ PROBE_INIT_PARAMS: JSON = {
     "capabilities": {},
     "clientInfo": {"name": "mcp-dev-router-probe", "version": __version__},
 }
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What a command on a backend actually did: `outcome` says it, `detail` says it to a person.
+
+    A restart that lost to a later disable or remove answers "disabled" or "removed", not
+    "restarted"; `seq` orders the commands the router applied (None: refused, nothing changed).
+    """
+
+    outcome: Outcome
+    detail: str
+    seq: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome != "failed"
+
+    def __bool__(self) -> bool:
+        # `if await backend.restart(...)` keeps meaning "it restarted".
+        return self.outcome == "restarted"
+
+
+# The HTTP status (and ControlError status) of a command that did not do what was asked.
+OUTCOME_STATUS = {"removed": 404, "disabled": 409, "failed": 502}
+
+
+class Superseded(Exception):
+    """A later command (disable, remove) changed what should run while this step was under way."""
 
 
 @dataclass(slots=True)
@@ -110,9 +142,19 @@ class Backend:
         self._main_calls = RouterCalls()
         self._crashes: deque[float] = deque()
         self._failures_in_row = 0
+        # Commands on this backend are applied in order against one state: those that change what
+        # should run (disable, remove) bump the generation at once and set `_changed`; every
+        # lifecycle step that starts a process (first start, crash restart, restart by API, key or
+        # watcher) holds `_restart_lock`, captures the generation first and gives up, stopping what
+        # it started, when the generation moved. Disable and remove then take the lock themselves
+        # to stop what runs, so nothing started before them survives them.
         self._restart_lock = asyncio.Lock()
+        self._gen = 0
+        self._changed = asyncio.Event()
+        self._superseded_by: Outcome = "disabled"
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
+        self.added_seq: int | None = None
 
     # ------------------------------------------------------------------ describing
     @property
@@ -236,43 +278,98 @@ class Backend:
         if self.config.watch:
             self._tasks.append(asyncio.create_task(self._watch(), name=f"watch:{self.name}"))
 
-    async def stop(self, reason: str = "router stopped") -> None:
-        self._stopped = True
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(BaseException):
-                await t
-        self._tasks.clear()
-        await asyncio.gather(*(s.close(reason) for s in self.all_sessions()), return_exceptions=True)
-        if self._main is not None:
-            await self._main.close()
-            self._main = None
-        self._up.clear()
+    @property
+    def removed(self) -> bool:
+        return self._stopped
 
-    def enable(self) -> None:
+    def _supersede(self, by: Outcome) -> None:
+        """A command changed what should run: steps under way see it and stop what they started."""
+        self._gen += 1
+        self._superseded_by = by
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _unless_superseded(self, changed: asyncio.Event, step: Awaitable[T]) -> T:
+        """Await `step` unless `changed` fires first: then cancel it and raise Superseded. The step's
+        own clean-up (closing the process it started) is over before this returns or raises."""
+        task = asyncio.ensure_future(step)
+        watch = asyncio.ensure_future(changed.wait())
+        try:
+            await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            if not task.done():
+                task.cancel()
+                while not task.done():
+                    # Even if we are cancelled too: what the step started must be stopped first.
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait({task})
+        if task.cancelled():
+            raise Superseded(self._superseded_by)
+        return task.result()
+
+    def _lost(self, what: str) -> CommandResult:
+        by = "removed" if self._stopped else self._superseded_by
+        detail = f"backend '{self.name}' was {by} while {what}; what it started was stopped"
+        self.note(detail)
+        return CommandResult(by, detail)
+
+    async def stop(self, reason: str = "router stopped") -> CommandResult:
+        """Remove: no process of this backend outlives this call."""
+        self._stopped = True
+        self._supersede("removed")
+        async with self._restart_lock:  # a step under way gives up and stops what it started
+            for t in self._tasks:
+                t.cancel()
+            for t in self._tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+            self._tasks.clear()
+            await asyncio.gather(*(s.close(reason) for s in self.all_sessions()), return_exceptions=True)
+            if self._main is not None:
+                main, self._main = self._main, None
+                main.closing = True
+                await main.close()
+            self._up.clear()
+        return CommandResult("removed", reason)
+
+    def enable(self, seq: int | None = None) -> CommandResult:
+        if self._stopped:
+            return CommandResult("removed", f"backend '{self.name}' was removed")
         self.config.enabled = True
         self._enabled.set()
         if self.state == "disabled":
             self._set_state("starting", "enabled")
         self._kick.set()
+        return CommandResult("enabled", f"backend '{self.name}' is enabled", seq)
 
-    def disable(self) -> None:
+    async def disable(self, seq: int | None = None) -> CommandResult:
+        """Disabled means not running: wins over a restart under way, and returns once the
+        processes are gone. The client sessions stay (their requests are held) and are rebuilt
+        on fresh processes when the backend is enabled."""
+        if self._stopped:
+            return CommandResult("removed", f"backend '{self.name}' was removed")
         self.config.enabled = False
         self._enabled.clear()
+        self._supersede("disabled")
         self._set_state("disabled")
         if self.config.kind == "stdio":
-            # Disabled means not running: the processes go, the client sessions stay (their
-            # requests are held) and are rebuilt on fresh processes when the backend is enabled.
-            self._tasks.append(asyncio.create_task(self._stop_processes("backend disabled")))
+            async with self._restart_lock:
+                if not self._stopped:
+                    await self._stop_processes("backend disabled")
+        return CommandResult("disabled", f"backend '{self.name}' is disabled", seq)
 
     async def _stop_processes(self, reason: str) -> None:
-        async with self._restart_lock:
-            main, self._main = self._main, None
-            await asyncio.gather(*(s.release_channels(reason) for s in self.all_sessions()))
-            if main is not None:
-                main.closing = True
-                await main.close()
+        """With the lock held: end the main process and the sessions' backend processes."""
+        main, self._main = self._main, None
+        await asyncio.gather(*(s.release_channels(reason) for s in self.all_sessions()))
+        if main is not None:
+            main.closing = True
+            await main.close()
+        if self.config.enabled and not self._stopped:
+            # Enabled again while the processes were being stopped: start afresh at once.
+            self._set_state("starting", "enabled")
+            self._kick.set()
 
     async def _pause(self, seconds: float) -> None:
         """Wait for the next probe time, or less if someone asks for a look now."""
@@ -306,12 +403,13 @@ class Backend:
     async def _monitor_http(self) -> None:
         while not self._stopped:
             await self._enabled.wait()
+            gen = self._gen
             want_catalog = self.state != "up"
             started = time.perf_counter()
             ok, detail, catalog = await self._probe_http(want_catalog)
             latency = time.perf_counter() - started
-            if not self.config.enabled:
-                continue
+            if not self.config.enabled or gen != self._gen:
+                continue  # disabled (and maybe enabled again) meanwhile: this look is stale
             self._record(ok, latency if ok else None, detail)
             if ok and self.state != "up":
                 self._came_up(catalog, None)
@@ -390,6 +488,10 @@ class Backend:
             detail = f"exited with code {exit_code[0]}" if exit_code else str(exc)
             tail = " | ".join(stderr[-5:])
             raise BackendUnavailable(f"{detail}" + (f"; stderr: {tail}" if tail else "")) from None
+        except BaseException:
+            ch.closing = True
+            await ch.close()  # superseded or cancelled mid-handshake: the process goes with it
+            raise
         self._main_calls = calls
         return ch, catalog, res
 
@@ -412,37 +514,51 @@ class Backend:
     async def _monitor_stdio(self) -> None:
         while not self._stopped:
             await self._enabled.wait()
-            if self._main is None or not self._main.alive:
+            gen, changed = self._gen, self._changed
+            main = self._main
+            if main is None or not main.alive:
                 if self.state == "failed":
                     await self._pause(3600)  # until a restart request or a source change
                     if self.state == "failed":
                         continue
-                started = time.perf_counter()
-                try:
-                    async with self._restart_lock:
-                        ch, catalog, res = await self._spawn_main()
-                except BackendUnavailable as exc:
-                    self._record(False, None, str(exc))
-                    self._crashes.append(time.monotonic())
-                    self._start_failed(str(exc))
-                    continue
-                if not self.config.enabled:
-                    await ch.close()  # disabled while it started
-                    continue
-                self._record(True, time.perf_counter() - started, "started")
-                self._adopt_main(ch, res)
-                self._came_up(catalog, f"pid {ch.pid}")
-                await self._pause(self._interval())
+                if await self._start_main(gen, changed):
+                    await self._pause(self._interval())
                 continue
             started = time.perf_counter()
             try:
-                await self._main_calls.call(self._main, "ping", None, timeout=PROBE_TIMEOUT)
-                self._record(True, time.perf_counter() - started, None)
-                if not self.accepting:
-                    self._came_up(None, f"pid {self._main.pid}")
+                await self._main_calls.call(main, "ping", None, timeout=PROBE_TIMEOUT)
+                ok, detail = True, None
             except (RouterCallError, BackendUnavailable) as exc:
-                self._record(False, None, str(exc))
+                ok, detail = False, str(exc)
+            if gen == self._gen and main is self._main:  # else a command replaced it meanwhile
+                self._record(ok, time.perf_counter() - started if ok else None, detail)
+                if ok and not self.accepting:
+                    self._came_up(None, f"pid {main.pid}")
             await self._pause(self._interval())
+
+    async def _start_main(self, gen: int, changed: asyncio.Event) -> bool:
+        """First start or crash restart of the main process, unless a command supersedes it."""
+        started = time.perf_counter()
+        async with self._restart_lock:
+            if gen != self._gen or self._stopped or (self._main is not None and self._main.alive):
+                return False
+            try:
+                ch, catalog, res = await self._unless_superseded(changed, self._spawn_main())
+            except Superseded:
+                return False
+            except BackendUnavailable as exc:
+                if gen == self._gen:
+                    self._record(False, None, str(exc))
+                    self._crashes.append(time.monotonic())
+                    self._start_failed(str(exc))
+                return False
+            if gen != self._gen or self._stopped or not self.config.enabled:
+                await ch.close()  # disabled or removed the moment it was up
+                return False
+            self._record(True, time.perf_counter() - started, "started")
+            self._adopt_main(ch, res)
+            self._came_up(catalog, f"pid {ch.pid}")
+            return True
 
     def _start_failed(self, reason: str) -> None:
         now = time.monotonic()
@@ -465,19 +581,29 @@ class Backend:
         self._kick.set()
 
     # ------------------------------------------------------------------ restarts
-    async def restart(self, reason: str = "restart requested") -> bool:
-        """Blue/green: bring up the new backend first; move traffic only when it answers."""
+    async def restart(self, reason: str = "restart requested", seq: int | None = None) -> CommandResult:
+        """Blue/green: bring up the new backend first; move traffic only when it answers.
+
+        A disable or remove that arrives meanwhile wins: the new process is stopped, the state is
+        theirs, and the answer says so."""
+        gen, changed = self._gen, self._changed
+        if self._stopped:
+            return CommandResult("removed", f"backend '{self.name}' was removed")
+        if not self.config.enabled:
+            self.note(f"not restarting ({reason}): the backend is disabled; enable it first")
+            return CommandResult("disabled", f"backend '{self.name}' is disabled: enable it to start it again")
         async with self._restart_lock:
-            if not self.config.enabled:
-                self.note(f"not restarting ({reason}): the backend is disabled; enable it first")
-                return False
+            if gen != self._gen:
+                return self._lost("the restart waited for its turn")
             self.note(f"restarting: {reason}")
             previous: State = self.state
             if self.accepting:
                 self._set_state("restarting", reason)
             if self.config.kind == "stdio":
                 try:
-                    ch, catalog, res = await self._spawn_main()
+                    ch, catalog, res = await self._unless_superseded(changed, self._spawn_main())
+                except Superseded:
+                    return self._lost("it restarted")
                 except BackendUnavailable as exc:
                     self.note(f"restart failed, keeping the running version: {exc}")
                     if previous in ("up", "restarting") and self._main is not None and self._main.alive:
@@ -486,7 +612,10 @@ class Backend:
                         self._set_state("failed", f"restart failed: {exc}")
                     else:
                         self._set_state("down", f"restart failed: {exc}")
-                    return False
+                    return CommandResult("failed", f"restart failed: {exc}", seq)
+                if gen != self._gen:
+                    await ch.close()
+                    return self._lost("it restarted")
                 old = self._main
                 self._adopt_main(ch, res)
                 if old is not None:
@@ -494,17 +623,24 @@ class Backend:
                     await old.close()
                 self._crashes.clear()
             else:
-                ok, detail, probed = await self._probe_http(True)
+                try:
+                    ok, detail, probed = await self._unless_superseded(changed, self._probe_http(True))
+                except Superseded:
+                    return self._lost("it restarted")
                 if not ok or probed is None:
                     self.note(f"restart failed: {detail}")
                     self._set_state("down" if previous != "up" else "up", detail)
-                    return False
+                    return CommandResult("failed", f"restart failed: {detail}", seq)
                 catalog = probed
-            self.restarts += 1
             await asyncio.gather(*(s.migrate() for s in self.all_sessions()))
+            if gen != self._gen:
+                # Disabled or removed while the sessions moved: that command, waiting for this
+                # lock, stops the new processes; the state is already its own.
+                return self._lost("its sessions moved to the new process")
+            self.restarts += 1
             self._came_up(catalog, reason)
             self._kick.set()
-            return True
+            return CommandResult("restarted", f"backend '{self.name}' restarted: {reason}", seq)
 
     # ------------------------------------------------------------------ watching sources
     async def _watch(self) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from app import __version__
-from app.proxy.backend import Backend
+from app.proxy.backend import Backend, CommandResult
 from app.proxy.config import BackendConfig, ConfigError, quote
 from app.proxy.events import BackendListEvent, EventBus, SessionEvent
 from app.proxy.http_client import HTTPClient
@@ -52,6 +52,9 @@ class Router:
         # stdio, its process) forever.
         self.session_idle_timeout = session_idle_timeout
         self._reaper: asyncio.Task[None] | None = None
+        # Orders the commands applied to backends (add, remove, enable, disable, restart), so a
+        # script firing them concurrently can tell from the answers which one took effect last.
+        self.command_seq = 0
 
     @property
     def http(self) -> HTTPClient:
@@ -95,24 +98,44 @@ class Router:
         self.bus.close()
 
     # ------------------------------------------------------------------ backends
+    def _next_seq(self) -> int:
+        self.command_seq += 1
+        return self.command_seq
+
     def add_backend(self, config: BackendConfig) -> Backend:
         if config.name in self.backends:
             raise ConfigError(f"backend '{config.name}' already exists")
         backend = Backend(self, config)
+        backend.added_seq = self._next_seq()
         self.backends[config.name] = backend
         if self.running:
             backend.start()
         self.bus.publish(BackendListEvent(action="added", backend=config.name))
         return backend
 
-    async def remove_backend(self, name: str) -> None:
+    async def remove_backend(self, name: str) -> CommandResult:
+        """Remove at once (the name is free again now); returns when its processes are gone."""
         backend = self.backends.pop(name, None)
         if backend is None:
             raise UnknownBackend(name)
+        seq = self._next_seq()
         if self._default == name:
             self._default = None
-        await backend.stop(f"backend '{name}' was removed")
         self.bus.publish(BackendListEvent(action="removed", backend=name))
+        await backend.stop(f"backend '{name}' was removed")
+        return CommandResult("removed", f"backend '{name}' was removed", seq)
+
+    def enable(self, name: str) -> tuple[Backend, CommandResult]:
+        backend = self.resolve(name)
+        return backend, backend.enable(self._next_seq())
+
+    async def disable(self, name: str) -> tuple[Backend, CommandResult]:
+        backend = self.resolve(name)
+        return backend, await backend.disable(self._next_seq())
+
+    async def restart(self, name: str, reason: str) -> tuple[Backend, CommandResult]:
+        backend = self.resolve(name)
+        return backend, await backend.restart(reason, self._next_seq())
 
     def resolve(self, name: str | None) -> Backend:
         key = name if name is not None else self.default_name

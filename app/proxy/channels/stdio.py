@@ -103,7 +103,13 @@ class StdioChannel(Channel):
         return self.proc.pid if self.proc else None
 
     async def open(self) -> None:
-        self.proc = await spawn(self.command, self.args, self.env, self.cwd)
+        proc = await spawn(self.command, self.args, self.env, self.cwd)
+        if self.closing:
+            # Closed while the process was being started (its backend disabled or removed): a
+            # process that nobody will ever close must not be left behind.
+            await terminate(proc)
+            raise BackendUnavailable(f"backend '{self.backend}' was stopped while its process started")
+        self.proc = proc
         self.alive = True
         self._tasks = [asyncio.create_task(self._read_stdout()), asyncio.create_task(self._read_stderr())]
 
