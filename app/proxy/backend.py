@@ -605,6 +605,8 @@ class Backend:
                 except Superseded:
                     return self._lost("it restarted")
                 except BackendUnavailable as exc:
+                    if gen != self._gen:
+                        return self._lost("it restarted")
                     self.note(f"restart failed, keeping the running version: {exc}")
                     if previous in ("up", "restarting") and self._main is not None and self._main.alive:
                         self._set_state("up", f"restart failed: {exc}")
@@ -626,6 +628,8 @@ class Backend:
                 try:
                     ok, detail, probed = await self._unless_superseded(changed, self._probe_http(True))
                 except Superseded:
+                    return self._lost("it restarted")
+                if gen != self._gen:
                     return self._lost("it restarted")
                 if not ok or probed is None:
                     self.note(f"restart failed: {detail}")
