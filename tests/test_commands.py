@@ -7,6 +7,7 @@ The processes are real and counted from /proc: the router's children, whatever t
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 import time
@@ -18,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.control import ControlError, LocalControl
+from app.proxy.router import Router
 from tests.support.procs import initialize_request, run_router, wait_for
 
 # A stdio MCP server that takes `delay` seconds to start (a build, an import), which is when the
@@ -155,6 +158,45 @@ async def test_disable_wins_over_a_restart_in_flight(tmp_path: Path) -> None:
         assert (await http.post(f"/backends/{NAME}/enable")).status_code == 200
         up = await wait_for(lambda: _state_is(http, "up"), 20, message="the backend to be up again")
         assert children(r.pid) == set(up["pids"]) and len(up["pids"]) == 1
+
+
+async def test_local_control_has_the_same_semantics(tmp_path: Path) -> None:
+    """The TUI acts through LocalControl: a restart that loses to a disable or a removal says so
+    there too (ControlError with the API's status), and no process outlives its backend."""
+    script = tmp_path / "slow_server.py"
+    script.write_text(SLOW_SERVER)
+    router = Router(hold=0.5)
+    await router.start()
+    control = LocalControl(router)
+    me = os.getpid()
+    before = children(me)
+    try:
+        await control.add_backend(backend_spec(script, 1.0))
+        await wait_for(lambda: router.backends[NAME].state == "up", 20, message="the backend to be up")
+
+        restart = asyncio.create_task(control.restart(NAME))
+        await wait_for(lambda: len(children(me) - before) == 2, 10, message="the restart's new process")
+        snap = await control.disable(NAME)
+        assert snap["state"] == "disabled" and snap["pids"] == [] and children(me) == before
+        with pytest.raises(ControlError) as lost:
+            await restart
+        assert lost.value.status == 409 and "disabled" in lost.value.message
+        with pytest.raises(ControlError) as refused:
+            await control.restart(NAME)  # a disabled backend is not restarted
+        assert refused.value.status == 409
+
+        await control.enable(NAME)
+        await wait_for(lambda: router.backends[NAME].state == "up", 20, message="the backend to be up again")
+        restart = asyncio.create_task(control.restart(NAME))
+        await wait_for(lambda: len(children(me) - before) == 2, 10, message="the restart's new process")
+        await control.remove_backend(NAME)
+        assert children(me) == before
+        with pytest.raises(ControlError) as lost:
+            await restart
+        assert lost.value.status == 404 and "removed" in lost.value.message
+    finally:
+        await router.stop()
+    assert children(me) == before
 
 
 # ------------------------------------------------------------------------------ the storm
