@@ -94,8 +94,9 @@ def build_admin(router: Router) -> Starlette:
             b, result = await router.restart(request.path_params["name"], "restart requested via the API")
         except UnknownBackend as exc:
             return _error(404, str(exc))
-        body = {"restarted": bool(result), "outcome": result.outcome, "seq": result.seq, "backend": b.snapshot()}
-        if not result:
+        restarted = result.outcome == "restarted"
+        body = {"restarted": restarted, "outcome": result.outcome, "seq": result.seq, "backend": b.snapshot()}
+        if not restarted:
             return _refused(result, body)
         return ORJSONResponse(body)
 

@@ -56,14 +56,6 @@ class CommandResult:
     detail: str
     seq: int | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.outcome != "failed"
-
-    def __bool__(self) -> bool:
-        # `if await backend.restart(...)` keeps meaning "it restarted".
-        return self.outcome == "restarted"
-
 
 # The HTTP status (and ControlError status) of a command that did not do what was asked.
 OUTCOME_STATUS = {"removed": 404, "disabled": 409, "failed": 502}
@@ -277,10 +269,6 @@ class Backend:
         self._tasks.append(asyncio.create_task(monitor, name=f"monitor:{self.name}"))
         if self.config.watch:
             self._tasks.append(asyncio.create_task(self._watch(), name=f"watch:{self.name}"))
-
-    @property
-    def removed(self) -> bool:
-        return self._stopped
 
     def _supersede(self, by: Outcome) -> None:
         """A command changed what should run: steps under way see it and stop what they started."""
