@@ -14,9 +14,6 @@ from app.proxy.jsonrpc import JSON
 # also '-', '_' or '.'. Starting with a letter or digit rules out '.', '..' and hidden-file lookalikes.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 NAME_RULE = "1-64 characters: ASCII letters, digits, '-', '_' or '.', starting with a letter or digit"
-# Words the router's own routes use at the top level: a backend by one of these names could not be
-# told apart from the route (DESIGN: "Backend names may not be route words").
-ROUTE_WORDS = frozenset({"mcp", "sse", "messages", "status", "backends", "sessions", "events"})
 QUOTE_LIMIT = 40
 
 
@@ -38,8 +35,6 @@ def check_name(name: object) -> str:
         raise ConfigError(f"a backend name must be a string, not {type(name).__name__}")
     if not NAME_RE.fullmatch(name):
         raise ConfigError(f"invalid backend name {quote(name)}: {NAME_RULE}")
-    if name in ROUTE_WORDS:
-        raise ConfigError(f"invalid backend name {quote(name)}: it is one of the router's route words")
     return name
 
 
