@@ -45,7 +45,10 @@ def format_text(ev: Event) -> str | None:
         ident = f" #{ev.msg_id}" if ev.msg_id is not None else ""
         tail = ""
         if ev.msg_kind in ("response", "error"):
-            tail = "  error: " + (ev.error or "") if ev.msg_kind == "error" else "  ok"
+            if ev.msg_kind == "error":
+                tail = ("  backend fault: " if ev.fault == "backend" else "  error: ") + (ev.error or "")
+            else:
+                tail = "  ok"
             if ev.latency_ms is not None:
                 tail += f"  {ev.latency_ms:.1f} ms"
         return f"{t}  {ARROWS[ev.direction]} {ev.backend}  {ev.session[:8]}  {what}{ident}{tail}"

@@ -43,6 +43,27 @@ class TrafficEvent(Event):
     latency_ms: float | None = None
     error: str | None = None
     message: dict[str, Any] | None = None
+    """The message decoded, for display and filtering (always JSON-encodable)."""
+    raw: bytes | None = None
+    """The exact bytes that crossed the router (what a detail view shows as "the JSON")."""
+    exact: bool = True
+    """False when `message` only approximates `raw` (values Python cannot hold: lone surrogates,
+    integers past 64 bits, 1e400, nesting deeper than the router decodes)."""
+    fault: Literal["backend"] | None = None
+    """Set on an error the router answered because the backend misbehaved (not a router failure)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f: getattr(self, f) for f in _TRAFFIC_FIELDS}
+        d["type"] = "traffic"
+        # The bytes travel only where the decoded message cannot stand for them.
+        if not self.exact and self.raw is not None:
+            d["raw"] = self.raw.decode("utf-8", "replace")
+        return d
+
+
+_TRAFFIC_FIELDS = (
+    "ts", "direction", "session", "backend", "msg_kind", "method", "msg_id", "latency_ms", "error", "message", "fault"
+)  # fmt: skip
 
 
 @dataclass(slots=True)

@@ -6,10 +6,13 @@ that an untouched message is forwarded byte for byte and only a changed one is r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
+
+from app.proxy import rawjson
 
 JSON = dict[str, Any]
 RequestId = str | int
@@ -46,25 +49,66 @@ ERROR_HTTP_STATUS: Final[Mapping[int, int]] = {
 
 
 class Message:
-    """One JSON-RPC message: its dict and, while unchanged, the exact bytes it arrived as."""
+    """One JSON-RPC message: the bytes it travels as, and a decoded view of them for reading.
 
-    __slots__ = ("_raw", "data")
+    A forwarded message keeps the exact bytes it arrived as; where the router must change a member
+    (a remapped id) only that member's value is spliced into them (`rawjson.set_member`). Only
+    the router's own messages are encoded from their dict. `exact` says whether the view came from
+    the fast decoder (orjson); otherwise it was decoded tolerantly and may approximate what Python
+    cannot hold (lone surrogates, 1e400, very deep nesting): the bytes are the message.
+    """
 
-    def __init__(self, data: JSON, raw: bytes | None = None) -> None:
+    __slots__ = ("_raw", "data", "exact")
+
+    def __init__(self, data: JSON, raw: bytes | None = None, exact: bool = True) -> None:
         self.data = data
         self._raw = raw
+        self.exact = exact
 
     @property
     def raw(self) -> bytes:
         if self._raw is None:
-            self._raw = orjson.dumps(self.data)
+            try:
+                self._raw = orjson.dumps(self.data)
+            except orjson.JSONEncodeError:  # an integer past 64 bits (a client's id, echoed)
+                self._raw = json.dumps(self.data, ensure_ascii=False, separators=(",", ":")).encode()
         return self._raw
 
+    def with_value(self, path: tuple[str, ...], value: Any, raw_value: bytes | None = None) -> Message:
+        """A copy with the member at `path` set to `value` (bytes: `raw_value`, or its encoding)."""
+        if raw_value is None:
+            raw_value = orjson.dumps(value)
+        data = _set_in(self.data, path, value)
+        if self._raw is None:
+            return Message(data)
+        return Message(data, rawjson.set_member(self._raw, path, raw_value), self.exact)
+
     def replaced(self, **changes: Any) -> Message:
-        """A copy with top-level fields changed (its bytes are re-encoded when needed)."""
-        data = dict(self.data)
-        data.update(changes)
-        return Message(data)
+        """A copy with top-level members changed: spliced into the bytes, never a re-encoding."""
+        out = self
+        for key, value in changes.items():
+            out = out.with_value((key,), value)
+        return out
+
+    def raw_at(self, path: tuple[str, ...]) -> bytes | None:
+        """The exact bytes of the member at `path`, if present."""
+        if self._raw is None:
+            node: Any = self.data
+            for key in path:
+                if not isinstance(node, dict) or key not in node:
+                    return None
+                node = node[key]
+            return orjson.dumps(node)
+        span = rawjson.locate(self._raw, path)
+        return None if span is None else self._raw[span[0] : span[1]]
+
+    @property
+    def view(self) -> JSON:
+        """The decoded message in a form any JSON encoder accepts (for events and views)."""
+        if self.exact:
+            return self.data
+        safe: JSON = rawjson.json_safe(self.data)
+        return safe
 
     @property
     def method(self) -> str | None:
@@ -112,14 +156,20 @@ class ProtocolError(Exception):
         self.msg_id = msg_id  # when the message's id could be read, the error answers it
 
 
-def decode(raw: bytes) -> Any:
+def decode(raw: bytes) -> tuple[Any, bool]:
+    """Decode a JSON text; the flag says whether the fast decoder read it (an exact view)."""
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return orjson.loads(raw), True
+    except orjson.JSONDecodeError:
+        pass
+    # orjson refuses some valid JSON (lone surrogate escapes, 1e400, nesting past 1024): still JSON.
+    try:
+        return rawjson.loads_tolerant(raw), False
+    except rawjson.JSONSyntaxError as exc:
         raise ProtocolError(PARSE_ERROR, f"Parse error: {exc}") from None
 
 
-def validate(obj: Any) -> Message:
+def validate(obj: Any, raw: bytes | None = None, exact: bool = True) -> Message:
     """Check the JSON-RPC 2.0 shape of one decoded message."""
     if not isinstance(obj, dict):
         raise ProtocolError(INVALID_REQUEST, "Invalid Request: a JSON-RPC message must be an object")
@@ -130,6 +180,9 @@ def validate(obj: Any) -> Message:
         raise ProtocolError(INVALID_REQUEST, 'Invalid Request: "method" must be a string')
     if "id" in obj:
         i = obj["id"]
+        if isinstance(i, float) and exact and raw is not None:
+            # orjson reads an integer past 64 bits as a float: read this one exactly.
+            return validate(rawjson.loads_tolerant(raw), raw, exact=False)
         if isinstance(i, bool) or not isinstance(i, str | int):
             if not (i is None and not has_method):
                 raise ProtocolError(INVALID_REQUEST, 'Invalid Request: "id" must be a string or an integer')
@@ -146,19 +199,21 @@ def validate(obj: Any) -> Message:
             )
         if not isinstance(params, dict):
             raise ProtocolError(INVALID_REQUEST, 'Invalid Request: "params" must be an object')
-    return Message(obj)
+    return Message(obj, raw, exact)
 
 
 def parse_body(raw: bytes) -> tuple[list[Message], bool]:
-    """Decode a POST body: one message or a batch. Returns the messages and whether it was a batch."""
-    obj = decode(raw)
+    """Decode a POST body (or a line, an SSE event): one message or a batch; and whether it was a batch.
+
+    Each message keeps its own bytes: a batch's elements are forwarded as they were written.
+    """
+    obj, exact = decode(raw)
     if isinstance(obj, list):
         if not obj:
             raise ProtocolError(INVALID_REQUEST, "Invalid Request: empty batch")
-        return [validate(item) for item in obj], True
-    msg = validate(obj)
-    msg._raw = raw
-    return [msg], False
+        spans = rawjson.elements(raw, rawjson.root(raw))
+        return [validate(item, raw[s:e], exact) for item, (s, e) in zip(obj, spans, strict=True)], True
+    return [validate(obj, raw, exact)], False
 
 
 def error(msg_id: RequestId | None, code: int, message: str, data: Any = None) -> Message:
@@ -166,6 +221,17 @@ def error(msg_id: RequestId | None, code: int, message: str, data: Any = None) -
     if data is not None:
         err["data"] = data
     return Message({"jsonrpc": "2.0", "id": msg_id, "error": err})
+
+
+def backend_fault(backend: str) -> JSON:
+    """`data` of an error the router answers because the backend did not (shown as the backend's fault)."""
+    return {"backend": backend, "fault": "backend"}
+
+
+def is_backend_fault(msg: Message) -> bool:
+    err = msg.data.get("error")
+    data = err.get("data") if isinstance(err, dict) else None
+    return isinstance(data, dict) and data.get("fault") == "backend"
 
 
 def result(msg_id: RequestId, value: JSON) -> Message:
@@ -203,6 +269,17 @@ def progress_token(msg: Message) -> str | int | None:
         if isinstance(tok, str | int) and not isinstance(tok, bool):
             return tok
     return None
+
+
+def _set_in(data: JSON, path: tuple[str, ...], value: Any) -> JSON:
+    """A copy of `data` with `path` set (the dicts on the way copied, the rest shared)."""
+    out = dict(data)
+    if len(path) == 1:
+        out[path[0]] = value
+    else:
+        inner = out.get(path[0])
+        out[path[0]] = _set_in(inner if isinstance(inner, dict) else {}, path[1:], value)
+    return out
 
 
 def encode_batch(messages: list[Message]) -> bytes:

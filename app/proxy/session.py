@@ -41,6 +41,7 @@ LISTEN_FILTER_KEYS = {
     "resources": "resourcesListChanged",
     "prompts": "promptsListChanged",
 }
+PROGRESS_TOKEN_PATH = ("params", "_meta", "progressToken")
 # Capabilities whose loss makes a session impossible to keep honestly.
 KEPT_CAPABILITIES = ("tools", "resources", "prompts", "logging", "completions")
 
@@ -66,6 +67,11 @@ class Pending:
     token: str | int | None = None
     listen: bool = False
     acknowledged: bool = False
+    # A shared session renames the client's id and progress token on the way to the backend; the
+    # client's own bytes are put back on the way out.
+    client_raw_id: bytes | None = None
+    client_token: str | int | None = None
+    client_raw_token: bytes | None = None
 
 
 class Session:
@@ -91,7 +97,8 @@ class Session:
         self.calls = RouterCalls()
         self.pending: dict[RequestId, Pending] = {}
         self._by_token: dict[str | int, Pending] = {}
-        self.server_requests: dict[int, tuple[Channel, RequestId, str]] = {}
+        # Server-to-client requests by the id the client sees: channel, backend's id (value, bytes), method.
+        self.server_requests: dict[int, tuple[Channel, RequestId, bytes | None, str]] = {}
         self._server_ids = itertools.count(1)
         self._backend_ids = itertools.count(1)
         self.outbox = Outbox()
@@ -160,11 +167,15 @@ class Session:
         if not bus.wants(TrafficEvent):
             return
         d = msg.data
+        view = msg.view
         if "method" in d:
             kind: Any = "request" if "id" in d else "notification"
         else:
             kind = "error" if "error" in d else "response"
         err = d.get("error")
+        fault: Literal["backend"] | None = "backend" if err is not None and jsonrpc.is_backend_fault(msg) else None
+        if fault and direction == "backend->client":
+            direction = "router->client"  # the router answered, on the backend's account
         bus.publish(
             TrafficEvent(
                 direction=direction,
@@ -175,7 +186,10 @@ class Session:
                 msg_id=msg.id,
                 latency_ms=None if latency is None else round(latency * 1000, 3),
                 error=err.get("message") if isinstance(err, dict) else None,
-                message=d,
+                message=view,
+                raw=msg.raw,
+                exact=msg.exact,
+                fault=fault,
             )
         )
 
@@ -228,9 +242,17 @@ class Session:
                 jsonrpc.error(client_id, jsonrpc.INVALID_REQUEST, f"session ended: {self.end_reason}"),
             )
             return
+        token = jsonrpc.progress_token(msg)
+        client_raw_id = client_raw_token = None
         if self.shared:
             backend_id: RequestId = f"{self.id}-{next(self._backend_ids)}"
-            out = msg.replaced(id=backend_id)
+            client_raw_id = msg.raw_at(("id",))
+            out = msg.with_value(("id",), backend_id)
+            if token is not None:
+                # Clients pick their tokens alone (the SDK uses the request id): on a shared
+                # backend session they are made unique, like the ids, and given back on the way out.
+                client_raw_token = msg.raw_at(PROGRESS_TOKEN_PATH)
+                out = out.with_value(PROGRESS_TOKEN_PATH, backend_id)
         else:
             backend_id, out = client_id, msg
             if backend_id in self.pending:
@@ -240,7 +262,18 @@ class Session:
                     jsonrpc.error(client_id, jsonrpc.INVALID_REQUEST, f"request id {client_id!r} is already in use"),
                 )
                 return
-        p = Pending(client_id, backend_id, method, out, sink, headers, token=jsonrpc.progress_token(msg))
+        p = Pending(
+            client_id,
+            backend_id,
+            method,
+            out,
+            sink,
+            headers,
+            token=backend_id if self.shared and token is not None else token,
+            client_raw_id=client_raw_id,
+            client_token=token,
+            client_raw_token=client_raw_token,
+        )
         p.listen = method == "subscriptions/listen"
         self._publish_traffic("client->backend", msg)
         if method == "ping" and not self._ready():
@@ -408,12 +441,12 @@ class Session:
         if entry is None:
             self.router.log(self.backend.name, f"session {self.id[:8]}: dropped a reply to unknown request id {rid!r}")
             return
-        ch, original_id, method = entry
+        ch, original_id, raw_id, method = entry
         self._publish_traffic("client->backend", msg, method=method)
         if not ch.alive:
             return  # the backend that asked is gone; its successor never asked
         try:
-            await ch.send(msg.replaced(id=original_id))
+            await ch.send(msg.with_value(("id",), original_id, raw_id))
         except BackendUnavailable:
             return
 
@@ -444,8 +477,8 @@ class Session:
             return
         if "id" in data:
             rid = next(self._server_ids)
-            self.server_requests[rid] = (channel, data["id"], msg.method or "")
-            out = msg.replaced(id=rid)
+            self.server_requests[rid] = (channel, data["id"], msg.raw_at(("id",)), msg.method or "")
+            out = msg.with_value(("id",), rid)
             self._publish_traffic("backend->client", out)
             self._deliver(out, self.pending.get(related) if related is not None else None)
             return
@@ -471,7 +504,7 @@ class Session:
             self._spawn(self._relisten(p))
             return
         self._pop(p)
-        out = msg.replaced(id=p.client_id) if self.shared else msg
+        out = msg.with_value(("id",), p.client_id, p.client_raw_id) if self.shared else msg
         if p.method == "initialize" and not msg.is_error:
             out = self._initialized(channel, out)
         self._publish_traffic("backend->client", out, time.perf_counter() - p.started, p.method)
@@ -484,15 +517,18 @@ class Session:
         method = msg.method
         if method == "notifications/progress":
             tok = params.get("progressToken")
-            if isinstance(tok, str | int):
-                p = self._by_token.get(tok, p)
+            q = self._by_token.get(tok) if isinstance(tok, str | int) else None
+            if q is not None:
+                p = q
+                if self.shared and q.client_token is not None:
+                    out = msg.with_value(("params", "progressToken"), q.client_token, q.client_raw_token)
         elif method == "notifications/cancelled":
             # The backend withdraws a request it sent the client: name it by the id the client saw.
             orig = params.get("requestId")
-            for rid, (ch, oid, _m) in list(self.server_requests.items()):
+            for rid, (ch, oid, _raw, _m) in list(self.server_requests.items()):
                 if ch is channel and oid == orig:
                     del self.server_requests[rid]
-                    out = msg.replaced(params={**params, "requestId": rid})
+                    out = msg.with_value(("params", "requestId"), rid)
                     break
         if p is None and self.era == "modern" and related is None and method != "notifications/cancelled":
             # A stdio backend cannot say which request a log line belongs to; in the modern era
@@ -510,8 +546,8 @@ class Session:
                         return  # a re-opened stream acknowledges again; the client has its ack
                     p.acknowledged = True
                 if self.shared:
-                    out = out.replaced(
-                        params={**out.params, "_meta": {**meta, jsonrpc.META_SUBSCRIPTION_ID: p.client_id}}
+                    out = out.with_value(
+                        ("params", "_meta", jsonrpc.META_SUBSCRIPTION_ID), p.client_id, p.client_raw_id
                     )
         self._publish_traffic("backend->client", out)
         self._deliver(out, p)
@@ -553,16 +589,12 @@ class Session:
             return msg
         # Declare listChanged where the backend has the feature: the router will tell the client
         # when a swapped backend changed the list, and many clients only listen when declared.
-        new_caps = dict(caps)
-        changed = False
+        # Only that token is spliced in; the rest of the answer stays as the backend wrote it.
         for kind in ("tools", "resources", "prompts"):
-            cap = new_caps.get(kind)
+            cap = caps.get(kind)
             if isinstance(cap, dict) and cap.get("listChanged") is not True:
-                new_caps[kind] = {**cap, "listChanged": True}
-                changed = True
-        if not changed:
-            return msg
-        return msg.replaced(result={**res, "capabilities": new_caps})
+                msg = msg.with_value(("result", "capabilities", kind, "listChanged"), True)
+        return msg
 
     def on_channel_lost(self, channel: Channel, reason: str) -> None:
         self._channels.discard(channel)
@@ -581,7 +613,7 @@ class Session:
                 jsonrpc.BACKEND_LOST,
                 f"backend '{self.backend.name}' went down while handling {p.method}: {reason}",
             )
-        for rid, (ch, _oid, _m) in list(self.server_requests.items()):
+        for rid, (ch, _oid, _raw, _m) in list(self.server_requests.items()):
             if ch is channel:
                 del self.server_requests[rid]
                 note = jsonrpc.notification(

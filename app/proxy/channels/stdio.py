@@ -10,9 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-import orjson
-
-from app.proxy import jsonrpc
+from app.proxy import jsonrpc, rawjson
 from app.proxy.channels.base import BackendUnavailable, Channel, ChannelListener, ChannelMode
 from app.proxy.jsonrpc import Message
 
@@ -167,7 +165,7 @@ class StdioChannel(Channel):
             raise BackendUnavailable(reason)
         raw = msg.raw
         if b"\n" in raw or b"\r" in raw:
-            raw = orjson.dumps(msg.data)  # stdio framing: one message per line
+            raw = rawjson.one_line(raw)  # stdio framing: one message per line
         try:
             async with self._write_lock:
                 proc.stdin.write(raw + b"\n")

@@ -17,6 +17,14 @@ from app.proxy.sse import SSEDecoder
 ACCEPT = "application/json, text/event-stream"
 
 
+def _describe(m: Message) -> str:
+    if m.is_response:
+        return f"a response with id {m.data.get('id')!r}"[:120]
+    if m.is_notification:
+        return f"a notification ({m.method})"[:120]
+    return f"a request ({m.method})"[:120]
+
+
 class StreamableHTTPChannel(HTTPChannel):
     transport = "streamable-http"
 
@@ -105,21 +113,46 @@ class StreamableHTTPChannel(HTTPChannel):
                 )
                 self._request_failed(msg.id, f"backend sent an invalid answer (HTTP {status}): {exc.message}")
                 return
-            for m in messages:
-                self.listener.on_backend_message(self, self._addressed(m, msg.id), msg.id, status)
+            self._deliver_json(msg, messages, status)
             return
         text = body[:300].decode("utf-8", "replace").strip()
         self._request_failed(msg.id, f"backend answered HTTP {status}" + (f": {text}" if text else ""), status)
 
+    def _deliver_json(self, request: Message, messages: list[Message], status: int) -> None:
+        """A JSON reply to a POST: its answer, and what came with it; a reply without one fails the request."""
+        if not request.is_request:
+            for m in messages:
+                self.listener.on_backend_message(self, m, None, status)
+            return
+        answered = False
+        strays: list[Message] = []
+        for m in messages:
+            m = self._addressed(m, request)
+            if m.is_response:
+                # A JSON reply answers its own POST: a response to another id is not routed anywhere.
+                if m.id == request.id and not answered:
+                    answered = True
+                else:
+                    strays.append(m)
+                    continue
+            self.listener.on_backend_message(self, m, request.id, status)
+        if answered:
+            return
+        what = ", ".join(_describe(m) for m in strays or messages) or "nothing"
+        self.listener.on_backend_log(self, f"reply to request {request.id!r} did not answer it: {what}")
+        self._request_failed(request.id, f"its JSON reply (HTTP {status}) did not answer this request: it sent {what}")
+
     @staticmethod
-    def _addressed(answer: Message, request_id: RequestId | None) -> Message:
+    def _addressed(answer: Message, request: Message | RequestId | None) -> Message:
         """An error with a null id on a request's own response is that request's answer.
 
         A backend that cannot read a request (the SDK's validation errors, for one) answers
         `"id": null`; left so, it would reach no one and the client would wait forever.
         """
+        request_id = request.id if isinstance(request, Message) else request
         if request_id is not None and answer.id is None and answer.is_response and answer.is_error:
-            return answer.replaced(id=request_id)
+            raw_id = request.raw_at(("id",)) if isinstance(request, Message) else None
+            return answer.with_value(("id",), request_id, raw_id)
         return answer
 
     def _request_failed(self, request_id: RequestId | None, reason: str, status: int | None = None) -> None:
@@ -128,7 +161,8 @@ class StreamableHTTPChannel(HTTPChannel):
             return
         code = jsonrpc.BACKEND_LOST if status is None else jsonrpc.INTERNAL_ERROR
         text = f"backend '{self.backend}' did not answer: {reason}"
-        self.listener.on_backend_message(self, jsonrpc.error(request_id, code, text), request_id, status)
+        err = jsonrpc.error(request_id, code, text, jsonrpc.backend_fault(self.backend))
+        self.listener.on_backend_message(self, err, request_id, status)
 
     async def _read_stream(self, request_id: RequestId, resp: Response) -> None:
         answered = False
