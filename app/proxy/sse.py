@@ -21,7 +21,10 @@ def encode(data: bytes, event: str | None = None, event_id: str | None = None, r
         parts.append(b"event: " + event.encode() + b"\n")
     if retry is not None:
         parts.append(b"retry: " + str(retry).encode() + b"\n")
-    # A data payload with newlines must be split over several data lines.
+    # SSE ends a line at CR, LF or CRLF: a payload with any of them goes over several data lines
+    # (the reader joins them with LF, which JSON reads as the same whitespace).
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     for line in data.split(b"\n"):
         parts.append(b"data: " + line + b"\n")
     parts.append(b"\n")
