@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from urllib.parse import parse_qs
 
 from app.proxy import jsonrpc
@@ -18,9 +17,8 @@ from app.proxy.sse import encode
 class LegacySSEEndpoint:
     def __init__(self, router: Router) -> None:
         self.router = router
-        # Messages of one session are handled in the order they were posted, each POST answered at once.
-        self._inboxes: dict[str, asyncio.Queue[Message]] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
+        # Sessions whose SSE stream is open: only they take POSTs.
+        self._streaming: set[str] = set()
 
     async def stream(self, scope: Scope, receive: Receive, send: Send, backend_name: str | None) -> None:
         if scope["method"] != "GET":
@@ -40,29 +38,21 @@ class LegacySSEEndpoint:
         session = self.router.new_session(backend, "handshake", "sse")
         root = scope.get("root_path", "")
         endpoint = encode(f"{root}/messages/?session_id={session.id}".encode(), event="endpoint")
-        inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._inboxes[session.id] = inbox
-        self._workers[session.id] = asyncio.ensure_future(self._work(session, inbox))
+        self._streaming.add(session.id)
         try:
             await stream_outbox(session, 0, receive, send, [endpoint])
         finally:
-            self._inboxes.pop(session.id, None)
-            worker = self._workers.pop(session.id, None)
-            if worker is not None:
-                worker.cancel()
-                with contextlib.suppress(BaseException):
-                    await worker
-            await session.close("client closed its SSE stream")
+            self._streaming.discard(session.id)
+            await session.close("client closed its SSE stream")  # ends the messages still in flight
 
-    async def _work(self, session: Session, inbox: asyncio.Queue[Message]) -> None:
-        while True:
-            msg = await inbox.get()
-            if msg.is_request:
-                await session.client_request(msg, None)
-            elif msg.is_notification:
-                await session.client_notification(msg)
-            else:
-                await session.client_response(msg)
+    @staticmethod
+    async def _handle(session: Session, msg: Message) -> None:
+        if msg.is_request:
+            await session.client_request(msg, None)
+        elif msg.is_notification:
+            await session.client_notification(msg)
+        else:
+            await session.client_response(msg)
 
     async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -80,14 +70,15 @@ class LegacySSEEndpoint:
             await respond_error(send, 400, jsonrpc.INVALID_REQUEST, "Bad Request: session_id is required")
             return
         session = self.router.sessions.get(sid)
-        inbox = self._inboxes.get(sid)
-        if session is None or inbox is None:
+        if session is None or sid not in self._streaming:
             await respond_error(send, 404, jsonrpc.INVALID_REQUEST, f"Could not find session {sid}")
             return
         decoded = await read_messages(receive, send, self.router.max_body)
         if decoded is None:
             return
         messages, _ = decoded
+        # Each message is handled on its own, as posted (tasks start in order): a quick call, a
+        # ping, a cancellation or a reply to the backend never waits behind a long call.
         for m in messages:
-            inbox.put_nowait(m)
+            session.keep(asyncio.ensure_future(self._handle(session, m)))
         await respond(send, 202, b"Accepted", content_type=b"text/plain; charset=utf-8")
