@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 from typing import Any
 
 from app.proxy import jsonrpc
@@ -32,6 +33,15 @@ from app.proxy.streams import RETRY_MS, PostStream, Sink
 FORWARDED = frozenset({b"mcp-protocol-version", b"mcp-method", b"mcp-name", b"authorization"})
 FORWARDED_PREFIXES = (b"mcp-param-",)
 KEEPALIVE = 15.0
+# The router's own event ids: "N" on a session's stream, "N-M" on a POST's answer stream.
+EVENT_ID = re.compile(r"([0-9]{1,15})(?:-([0-9]{1,15}))?")
+
+
+def error_status(msg: Message) -> int:
+    """The HTTP status the modern era pairs with an error answer (200 for a code it does not name)."""
+    err = msg.data.get("error")
+    code = err.get("code") if isinstance(err, dict) else None
+    return jsonrpc.ERROR_HTTP_STATUS.get(code, 200) if isinstance(code, int) else 200
 
 
 def _cancel_task(task: asyncio.Task[object], _watcher: object) -> None:
@@ -265,7 +275,7 @@ class StreamableEndpoint:
                         if modern and backend_status is not None:
                             status = backend_status
                         elif modern and msg.is_error:
-                            status = jsonrpc.ERROR_HTTP_STATUS.get(int(msg.data["error"].get("code", 0)), 200)
+                            status = error_status(msg)
                         continue
                     if not wants_sse:
                         session.router.log(session.backend.name, f"client accepts no stream; dropped {msg.method}")
@@ -330,7 +340,7 @@ class StreamableEndpoint:
         if modern and backend_status is not None:
             status = backend_status
         elif modern and msg.is_error:
-            status = jsonrpc.ERROR_HTTP_STATUS.get(int(msg.data["error"].get("code", 0)), 200)
+            status = error_status(msg)
         headers = (
             [(b"mcp-session-id", session.id.encode())] if new_session and session.init_result is not None else None
         )
@@ -389,23 +399,34 @@ class StreamableEndpoint:
             await respond_error(send, 404, jsonrpc.INVALID_REQUEST, "Session not found: initialize a new session")
             return
         last = header(scope, b"last-event-id")
-        if last and "-" in last:
-            await self._resume_post_stream(session, last, receive, send)
+        event = EVENT_ID.fullmatch(last) if last else None
+        if last and event is None:
+            shown = last if len(last) <= 40 else last[:40] + "…"
+            await respond_error(
+                send,
+                400,
+                jsonrpc.INVALID_REQUEST,
+                f"Bad Request: Last-Event-ID {shown!r} is not an event id this router sent (ids look like 12 or 3-4)",
+            )
+            return
+        if event is not None and event.group(2) is not None:
+            await self._resume_post_stream(session, int(event.group(1)), int(event.group(2)), receive, send)
             return
         if session.outbox.readers > 0:
             await respond_error(
                 send, 409, jsonrpc.INVALID_REQUEST, "Conflict: this session already has a GET stream open"
             )
             return
-        cursor = int(last) if last and last.isdigit() else session.outbox.delivered
+        cursor = int(event.group(1)) if event is not None else session.outbox.delivered
         priming = encode(b"", event_id=str(cursor), retry=RETRY_MS)
         await stream_outbox(session, cursor, receive, send, [priming])
 
-    async def _resume_post_stream(self, session: Session, last: str, receive: Receive, send: Send) -> None:
-        number_text, _, seq_text = last.partition("-")
-        stream = session.post_streams.get(int(number_text)) if number_text.isdigit() else None
-        if stream is None or not seq_text.isdigit():
-            await respond_error(send, 404, jsonrpc.INVALID_REQUEST, f"Not Found: no stream to resume at event {last}")
+    async def _resume_post_stream(self, session: Session, number: int, seq: int, receive: Receive, send: Send) -> None:
+        stream = session.post_streams.get(number)
+        if stream is None:
+            await respond_error(
+                send, 404, jsonrpc.INVALID_REQUEST, f"Not Found: no stream to resume at event {number}-{seq}"
+            )
             return
         if stream.attached:
             await respond_error(send, 409, jsonrpc.INVALID_REQUEST, "Conflict: that stream is still being written")
@@ -414,7 +435,7 @@ class StreamableEndpoint:
         watcher = asyncio.ensure_future(wait_disconnect(receive))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-            for data in stream.replay_after(int(seq_text)):
+            for data in stream.replay_after(seq):
                 await send({"type": "http.response.body", "body": data, "more_body": True})
             while stream.waiting:
                 item = await self._next(stream.sink, watcher)
