@@ -531,12 +531,19 @@ class Session:
                     out = msg.with_value(("params", "requestId"), rid)
                     break
         if p is None and self.era == "modern" and related is None and method != "notifications/cancelled":
-            # A stdio backend cannot say which request a log line belongs to; in the modern era
-            # there is no other stream, so it goes to the newest request in flight on its process.
-            for q in reversed(self.pending.values()):
-                if q.channel is channel and not q.listen:
-                    p = q
-                    break
+            # A stdio backend cannot say which request a log line belongs to, and in the modern era
+            # there is no other stream. With one request in flight on its process it is that
+            # request's; with several (other clients' among them) nobody's: never another client's.
+            candidates = [q for q in self.pending.values() if q.channel is channel and not q.listen]
+            if len(candidates) == 1:
+                p = candidates[0]
+            elif candidates:
+                self.router.log(
+                    self.backend.name,
+                    f"{method} from the backend names no request and {len(candidates)} are in flight "
+                    "on its process (several clients): not delivered",
+                )
+                return
         meta = params.get("_meta")
         if self.era == "modern" and isinstance(meta, dict) and jsonrpc.META_SUBSCRIPTION_ID in meta:
             p = self.pending.get(meta[jsonrpc.META_SUBSCRIPTION_ID], p)
