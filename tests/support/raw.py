@@ -65,7 +65,15 @@ async def sse_events(resp: _RawStream) -> AsyncIterator[tuple[str, bytes]]:
 class RawClient:
     """One client session on one transport, sending raw bodies and returning the raw answer."""
 
-    def __init__(self, http: httpx.AsyncClient, router: SyncRouter, transport: str, backend: str) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        router: SyncRouter,
+        transport: str,
+        backend: str,
+        capabilities: dict[str, object] | None = None,
+    ) -> None:
+        self.capabilities = capabilities or {}
         self.http = http
         self.transport = transport
         self.base = router.url
@@ -82,7 +90,11 @@ class RawClient:
                 "jsonrpc": "2.0",
                 "id": 0,
                 "method": "initialize",
-                "params": {"protocolVersion": HANDSHAKE, "capabilities": {}, "clientInfo": {"name": "raw"}},
+                "params": {
+                    "protocolVersion": HANDSHAKE,
+                    "capabilities": self.capabilities,
+                    "clientInfo": {"name": "raw", "version": "1"},
+                },
             }
         ).encode()
         initialized = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
