@@ -76,12 +76,18 @@ class Message:
 
     def with_value(self, path: tuple[str, ...], value: Any, raw_value: bytes | None = None) -> Message:
         """A copy with the member at `path` set to `value` (bytes: `raw_value`, or its encoding)."""
-        if raw_value is None:
-            raw_value = orjson.dumps(value)
+        return self.swap(path, value, raw_value)[0]
+
+    def swap(self, path: tuple[str, ...], value: Any, raw_value: bytes | None = None) -> tuple[Message, bytes | None]:
+        """`with_value`, also returning the exact bytes of the value it replaced (None: it was absent)."""
+        present = _has(self.data, path)
         data = _set_in(self.data, path, value)
         if self._raw is None:
-            return Message(data)
-        return Message(data, rawjson.set_member(self._raw, path, raw_value), self.exact)
+            return Message(data), self.raw_at(path) if present else None
+        if raw_value is None:
+            raw_value = orjson.dumps(value)
+        raw, old = rawjson.swap_member(self._raw, path, raw_value, present and self.exact)
+        return Message(data, raw, self.exact), old
 
     def replaced(self, **changes: Any) -> Message:
         """A copy with top-level members changed: spliced into the bytes, never a re-encoding."""
@@ -99,7 +105,7 @@ class Message:
                     return None
                 node = node[key]
             return orjson.dumps(node)
-        span = rawjson.locate(self._raw, path)
+        span = rawjson.locate(self._raw, path, self.exact and _has(self.data, path))
         return None if span is None else self._raw[span[0] : span[1]]
 
     @property
@@ -269,6 +275,15 @@ def progress_token(msg: Message) -> str | int | None:
         if isinstance(tok, str | int) and not isinstance(tok, bool):
             return tok
     return None
+
+
+def _has(data: JSON, path: tuple[str, ...]) -> bool:
+    node: Any = data
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
 
 
 def _set_in(data: JSON, path: tuple[str, ...], value: Any) -> JSON:

@@ -225,8 +225,40 @@ def root(raw: bytes) -> int:
     return skip_ws(raw, 0)
 
 
-def locate(raw: bytes, path: Sequence[str]) -> tuple[int, int] | None:
-    """The value span at `path` (keys of nested objects) from the top-level object, if present."""
+_NEEDLES: dict[str, bytes] = {}
+
+
+def _locate_unique(raw: bytes, key: str) -> tuple[int, int] | None:
+    """The value span of the one place `"key":` is written, if it is written exactly once.
+
+    Only for a member known to exist (the decoded message has it): it is then written somewhere as
+    `"key"` (no `\\u` escape anywhere in the text), so a single occurrence is that member, whatever
+    the nesting around it. Three C-speed scans instead of a walk through the values before it.
+    """
+    needle = _NEEDLES.get(key)
+    if needle is None:
+        needle = b'"' + key.encode() + b'"'
+        if len(_NEEDLES) < 256:
+            _NEEDLES[key] = needle
+    i = raw.find(needle)
+    if i < 0 or raw.find(needle, i + 1) >= 0 or raw.find(b"\\u") >= 0:
+        return None
+    pos = skip_ws(raw, i + len(needle))
+    if pos >= len(raw) or raw[pos] != _COLON:
+        return None
+    vstart = skip_ws(raw, pos + 1)
+    return vstart, value_end(raw, vstart)
+
+
+def locate(raw: bytes, path: Sequence[str], present: bool = False) -> tuple[int, int] | None:
+    """The value span at `path` (keys of nested objects) from the top-level object, if present.
+
+    `present`: the caller knows the member exists (from an exact decoding), which allows a shortcut.
+    """
+    if present and path:
+        unique = _locate_unique(raw, path[-1])
+        if unique is not None:
+            return unique
     pos = root(raw)
     span: tuple[int, int] | None = None
     for key in path:
@@ -244,14 +276,23 @@ def encode_key(key: str) -> bytes:
     return json.dumps(key, ensure_ascii=False).encode()
 
 
-def set_member(raw: bytes, path: Sequence[str], value: bytes) -> bytes:
+def set_member(raw: bytes, path: Sequence[str], value: bytes, present: bool = False) -> bytes:
     """`raw` with the value at `path` replaced by `value` (or the member added), nothing else changed.
 
     A missing member is inserted as the object's first member (with any missing objects on the
-    way); every object on the path that exists must be an object.
+    way); every object on the path that exists must be an object. `present` as for `locate`.
     """
+    return swap_member(raw, path, value, present)[0]
+
+
+def swap_member(raw: bytes, path: Sequence[str], value: bytes, present: bool = False) -> tuple[bytes, bytes | None]:
+    """`set_member`, also returning the bytes of the value it replaced (None if it added the member)."""
     if not path:
-        return value
+        return value, raw
+    if present:
+        span = _locate_unique(raw, path[-1])
+        if span is not None:
+            return raw[: span[0]] + value + raw[span[1] :], raw[span[0] : span[1]]
     pos = root(raw)
     for i, key in enumerate(path):
         if pos >= len(raw) or raw[pos] != _LBRACE:
@@ -264,9 +305,9 @@ def set_member(raw: bytes, path: Sequence[str], value: bytes) -> bytes:
             member = encode_key(key) + b":" + nested
             after = skip_ws(raw, pos + 1)
             sep = b"" if raw[after] == _RBRACE else b","
-            return raw[: pos + 1] + member + sep + raw[pos + 1 :]
+            return raw[: pos + 1] + member + sep + raw[pos + 1 :], None
         if i == len(path) - 1:
-            return raw[: span[0]] + value + raw[span[1] :]
+            return raw[: span[0]] + value + raw[span[1] :], raw[span[0] : span[1]]
         pos = span[0]
     raise AssertionError("unreachable")
 

@@ -246,13 +246,11 @@ class Session:
         client_raw_id = client_raw_token = None
         if self.shared:
             backend_id: RequestId = f"{self.id}-{next(self._backend_ids)}"
-            client_raw_id = msg.raw_at(("id",))
-            out = msg.with_value(("id",), backend_id)
+            out, client_raw_id = msg.swap(("id",), backend_id)
             if token is not None:
                 # Clients pick their tokens alone (the SDK uses the request id): on a shared
                 # backend session they are made unique, like the ids, and given back on the way out.
-                client_raw_token = msg.raw_at(PROGRESS_TOKEN_PATH)
-                out = out.with_value(PROGRESS_TOKEN_PATH, backend_id)
+                out, client_raw_token = out.swap(PROGRESS_TOKEN_PATH, backend_id)
         else:
             backend_id, out = client_id, msg
             if backend_id in self.pending:
