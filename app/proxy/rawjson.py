@@ -26,7 +26,7 @@ _SCALAR = re.compile(rb"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?(?:[eE][+-]?[0-9]++)?|
 # For text already known to be valid JSON.
 _LOOSE_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.S)
 _LOOSE_SCALAR = re.compile(rb"[-+.0-9a-zA-Z]++")
-_CONTAINER_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.S)
+_FILLER = re.compile(rb'(?:[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+")*+', re.S)
 
 _QUOTE, _LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 0x22, 0x7B, 0x7D, 0x5B, 0x5D
 _COLON, _COMMA = 0x3A, 0x2C
@@ -126,18 +126,22 @@ def value_end(raw: bytes, pos: int) -> int:
     if c == _QUOTE:
         m = _LOOSE_STRING.match(raw, pos)
     elif c == _LBRACE or c == _LBRACKET:
+        # One regex call per bracket: everything between brackets (strings included) is skipped in C.
         depth = 0
-        for m in _CONTAINER_TOKEN.finditer(raw, pos):
-            c = raw[m.start()]
-            if c == _QUOTE:
-                continue
+        n = len(raw)
+        filler = _FILLER.match
+        start = pos
+        while pos < n:
+            c = raw[pos]
             if c == _LBRACE or c == _LBRACKET:
                 depth += 1
             else:
                 depth -= 1
                 if depth == 0:
-                    return m.end()
-        raise JSONSyntaxError("unterminated container", pos)
+                    return pos + 1
+            f = filler(raw, pos + 1)
+            pos = f.end() if f is not None else pos + 1
+        raise JSONSyntaxError("unterminated container", start)
     else:
         m = _LOOSE_SCALAR.match(raw, pos)
     if m is None:
