@@ -260,6 +260,22 @@ async def test_last_event_id_garbage_is_a_clear_400(setup: Setup, value: str) ->
     assert not [line for line in setup.router.stderr_lines if "Traceback" in line], setup.router.tail()
 
 
+async def test_legacy_messages_do_not_wait_behind_a_slow_json_answer(setup: Setup) -> None:
+    """A backend answering in JSON holds its POST for the whole call: other messages must not queue behind it."""
+    slow = request(b"41", ANSWER, "slow-call", False).replace(b'"answer":', b'"delay":3,"answer":')
+    async with raw_client(setup, "sse", "raw") as client:
+        started = time.monotonic()
+        await client.post(slow)
+        await client.post(b'{"jsonrpc":"2.0","id":42,"method":"ping"}')
+        await client.post(request(b"43", ANSWER, "quick-call", False))
+        first = [await client.next_message(), await client.next_message()]
+        quick = time.monotonic() - started
+        last = await client.next_message()
+    assert quick < 1.5, quick
+    assert sorted(json.loads(m.replace(DEEP, b"0"))["id"] for m in first) == [42, 43]
+    assert last == ANSWER.replace(b"$ID", b"41")
+
+
 def test_router_logged_no_traceback(setup: Setup) -> None:
     """Last: after every case, the router is up and wrote no traceback."""
     assert setup.router.popen.poll() is None

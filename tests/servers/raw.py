@@ -5,7 +5,7 @@
 Nothing here re-encodes JSON. `initialize`, `ping` and the list methods get canned answers (so
 the router's probes see a working server); notifications are accepted. A request with method
 `raw/answer` is answered with `params.answer`, a string written out byte for byte (UTF-8), after
-replacing `$ID` with the request's id as JSON. An answer that is a list of strings is sent as
+replacing `$ID` with the request's id as JSON; over HTTP, `params.delay` seconds later. An answer that is a list of strings is sent as
 several messages (stdio: several lines; HTTP: the first is the body). Every message received is
 appended to FILE as one JSON line `{"body": <the bytes, latin-1>}`, so a test sees exactly what
 arrived. Streamable HTTP answers in JSON (`application/json`), never SSE.
@@ -28,6 +28,13 @@ class Backend:
 
     def received(self, body: bytes) -> None:
         self.record.write(json.dumps({"body": body.decode("latin-1")}) + "\n")
+
+    @staticmethod
+    def delay(body: bytes) -> float:
+        msg = json.loads(body)
+        params = msg.get("params") if isinstance(msg, dict) else None
+        delay = params.get("delay") if isinstance(params, dict) else None
+        return float(delay) if isinstance(delay, int | float) else 0.0
 
     def answer(self, body: bytes) -> list[bytes]:
         """The bytes to send back for one received message (none for a notification or a reply)."""
@@ -98,6 +105,9 @@ def asgi_app(backend: Backend) -> Any:
                 break
         body = b"".join(chunks)
         replies = backend.answer(body)
+        delay = backend.delay(body)
+        if delay:
+            await asyncio.sleep(delay)  # a slow tool, as the test asked
         headers = [(b"mcp-session-id", b"raw-session")] if b'"initialize"' in body else []
         if not replies:
             await send({"type": "http.response.start", "status": 202, "headers": headers})
