@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.proxy import jsonrpc, rawjson
+from app.proxy.events import TrafficEvent
 
 ODD_VALUES = [
     b"123456789012345678901234567890",
@@ -157,3 +159,25 @@ def test_batch_elements_keep_their_bytes() -> None:
     messages, batch = jsonrpc.parse_body(b"[ " + a + b" ,\n" + b + b"]")
     assert batch
     assert [m.raw for m in messages] == [a, b]
+
+
+def test_traffic_event_of_odd_json_encodes() -> None:
+    """A view (headless JSON, /events) can always encode the event of a message with odd values."""
+    body = b'{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"\\ud83d","params":{"v":1e400}}'
+    [msg], _ = jsonrpc.parse_body(body)
+    event = TrafficEvent(
+        direction="client->backend",
+        session="s",
+        backend="b",
+        msg_kind="request",
+        method=msg.method,
+        msg_id=msg.id,
+        message=msg.view,
+        raw=msg.raw,
+        exact=msg.exact,
+    )
+    out = orjson.loads(orjson.dumps(event.to_dict()))
+    assert out["msg_id"] == "123456789012345678901234567890"
+    assert out["method"] == "\ufffd"
+    assert out["raw"] == body.decode()
+    assert "raw" not in TrafficEvent("client->backend", "s", "b", "request", "m", 1, raw=b"{}").to_dict()

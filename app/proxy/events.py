@@ -55,6 +55,8 @@ class TrafficEvent(Event):
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in _TRAFFIC_FIELDS}
         d["type"] = "traffic"
+        if isinstance(self.msg_id, int) and not -(2**63) <= self.msg_id < 2**64:
+            d["msg_id"] = str(self.msg_id)  # an id past 64 bits: exact as text, which every encoder takes
         # The bytes travel only where the decoded message cannot stand for them.
         if not self.exact and self.raw is not None:
             d["raw"] = self.raw.decode("utf-8", "replace")
