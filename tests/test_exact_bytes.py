@@ -109,7 +109,10 @@ def request(rid: bytes, answer: bytes | list[bytes], marker: str, modern: bool, 
 
 @contextlib.asynccontextmanager
 async def raw_client(setup: Setup, transport: str, backend: str) -> AsyncIterator[RawClient]:
-    async with httpx.AsyncClient(timeout=10) as http, RawClient(http, setup.router, transport, backend) as client:
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=60.0)) as http,
+        RawClient(http, setup.router, transport, backend) as client,
+    ):
         yield client
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from urllib.parse import parse_qs
 
 from app.proxy import jsonrpc
@@ -17,8 +18,8 @@ from app.proxy.sse import encode
 class LegacySSEEndpoint:
     def __init__(self, router: Router) -> None:
         self.router = router
-        # Sessions whose SSE stream is open: only they take POSTs.
-        self._streaming: set[str] = set()
+        # Sessions whose SSE stream is open (only they take POSTs), with their latest notification.
+        self._streaming: dict[str, asyncio.Future[None] | None] = {}
 
     async def stream(self, scope: Scope, receive: Receive, send: Send, backend_name: str | None) -> None:
         if scope["method"] != "GET":
@@ -38,15 +39,20 @@ class LegacySSEEndpoint:
         session = self.router.new_session(backend, "handshake", "sse")
         root = scope.get("root_path", "")
         endpoint = encode(f"{root}/messages/?session_id={session.id}".encode(), event="endpoint")
-        self._streaming.add(session.id)
+        self._streaming[session.id] = None
         try:
             await stream_outbox(session, 0, receive, send, [endpoint])
         finally:
-            self._streaming.discard(session.id)
+            self._streaming.pop(session.id, None)
             await session.close("client closed its SSE stream")  # ends the messages still in flight
 
     @staticmethod
-    async def _handle(session: Session, msg: Message) -> None:
+    async def _handle(session: Session, msg: Message, after: asyncio.Future[None] | None) -> None:
+        if after is not None:
+            # Notifications are quick (nothing waits for an answer) and say what comes next means
+            # something (`notifications/initialized`): what was posted after one goes after it.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(after)
         if msg.is_request:
             await session.client_request(msg, None)
         elif msg.is_notification:
@@ -80,5 +86,8 @@ class LegacySSEEndpoint:
         # Each message is handled on its own, as posted (tasks start in order): a quick call, a
         # ping, a cancellation or a reply to the backend never waits behind a long call.
         for m in messages:
-            session.keep(asyncio.ensure_future(self._handle(session, m)))
+            task = asyncio.ensure_future(self._handle(session, m, self._streaming.get(sid)))
+            session.keep(task)
+            if m.is_notification and sid in self._streaming:
+                self._streaming[sid] = task
         await respond(send, 202, b"Accepted", content_type=b"text/plain; charset=utf-8")

@@ -130,9 +130,10 @@ class RawClient:
         headers = {**self.headers, "accept": accept} if accept else self.headers
         return await self.http.post(self.url, content=body, headers=headers)
 
-    async def next_message(self) -> bytes:
+    async def next_message(self, timeout: float = 20.0) -> bytes:
+        """The next `message` event on the session's stream (a stdio backend may take seconds to start)."""
         assert self._events is not None
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(timeout):
             while True:
                 event, data = await anext(self._events)
                 if event == "message":
