@@ -159,3 +159,39 @@ async def test_concurrent_modern_clients_get_only_their_own(router: SyncRouter, 
             # The SDK runs log callbacks in their own tasks.
             await wait_for(lambda mine=mine: mine.logs, 3, message=f"client {k}'s log message")
             assert mine.logs == [f"note-{k}"], (k, mine.logs)
+
+
+async def test_stdio_log_goes_to_the_one_request_that_asked(router: SyncRouter) -> None:
+    """A stdio backend's log line names no request; with several in flight, it belongs to the one that asked for logs."""
+    logs_a: list[Any] = []
+    logs_b: list[Any] = []
+
+    async def on_log_a(params: types.LoggingMessageNotificationParams) -> None:
+        logs_a.append(params.data)
+
+    async def on_log_b(params: types.LoggingMessageNotificationParams) -> None:
+        logs_b.append(params.data)
+
+    url = router.mcp_url("stdio")
+    async with (
+        connect(url, "streamable-modern", logging_callback=on_log_a, log_level="info") as a,
+        connect(url, "streamable-modern", logging_callback=on_log_b) as b,
+    ):
+
+        async def sleeps() -> int:
+            result = await b.call_tool("sleeps", {})
+            return int(result.content[0].text.split()[0])  # type: ignore[union-attr]
+
+        before = await sleeps()
+        slow = asyncio.create_task(b.call_tool("sleep", {"seconds": 3}))
+
+        async def b_running() -> bool:
+            return await sleeps() > before
+
+        await wait_for(b_running, 10, message="b's call to run on the backend")
+        assert not slow.done()
+        assert (await a.call_tool("log", {"message": "for a"})).content[0].text == "logged"  # type: ignore[union-attr]
+        await wait_for(lambda: logs_a, 5, message="a's log message")
+        await slow
+    assert logs_a == ["for a"]
+    assert logs_b == []

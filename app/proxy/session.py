@@ -46,6 +46,18 @@ PROGRESS_TOKEN_PATH = ("params", "_meta", "progressToken")
 KEPT_CAPABILITIES = ("tools", "resources", "prompts", "logging", "completions")
 
 
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
+
+
+def _asked_for_log(request: Message, level: object) -> bool:
+    meta = request.params.get("_meta")
+    wanted = meta.get(META_LOG_LEVEL) if isinstance(meta, dict) else None
+    if wanted not in LOG_LEVELS or level not in LOG_LEVELS:
+        return wanted is not None
+    return LOG_LEVELS.index(str(level)) >= LOG_LEVELS.index(str(wanted))
+
+
 class HoldExpired(Exception):
     pass
 
@@ -533,6 +545,10 @@ class Session:
             # there is no other stream. With one request in flight on its process it is that
             # request's; with several (other clients' among them) nobody's: never another client's.
             candidates = [q for q in self.pending.values() if q.channel is channel and not q.listen]
+            if method == "notifications/message" and len(candidates) > 1:
+                # A modern-era server logs only for requests that asked, at their level or above.
+                level = params.get("level")
+                candidates = [q for q in candidates if _asked_for_log(q.msg, level)]
             if len(candidates) == 1:
                 p = candidates[0]
             elif candidates:
