@@ -487,8 +487,8 @@ class Session:
             return
         if "id" in data:
             rid = next(self._server_ids)
-            self.server_requests[rid] = (channel, data["id"], msg.raw_at(("id",)), msg.method or "")
-            out = msg.with_value(("id",), rid)
+            out, raw_id = msg.swap(("id",), rid)
+            self.server_requests[rid] = (channel, data["id"], raw_id, msg.method or "")
             self._publish_traffic("backend->client", out)
             self._deliver(out, self.pending.get(related) if related is not None else None)
             return
