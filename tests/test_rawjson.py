@@ -181,3 +181,23 @@ def test_traffic_event_of_odd_json_encodes() -> None:
     assert out["method"] == "\ufffd"
     assert out["raw"] == body.decode()
     assert "raw" not in TrafficEvent("client->backend", "s", "b", "request", "m", 1, raw=b"{}").to_dict()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"jsonrpc":"2.0","id":"r-1","result":{"items":[{"id":1},{"id":"r-2"}]}}',
+        b'{"jsonrpc":"2.0","id":"r-1","result":{"id":"r-1"}}',
+        b'{"jsonrpc":"2.0","result":{"t":"x\\"r-1"},"id":"r-1","x":{"id":2}}',
+        b'{"jsonrpc":"2.0","result":{"t":"say \\"id\\": \\"r-1\\""},"id" : "r-1","x":{"id":2}}',
+        b'{"jsonrpc":"2.0","id":"r-1","result":{"id":3},"id":"r-2"}',
+        b'{"jsonrpc":"2.0","id":"r-1","result":{"id":3},"id":"r-1"}',
+        b'{"jsonrpc":"2.0","id":"r\\u002d1","result":{"id":"r-1"}}',
+        b'{"jsonrpc":"2.0","result":{"a":{"id":"r-1"}},"id":7}',
+    ],
+)
+def test_shortcuts_splice_what_the_full_walk_splices(raw: bytes) -> None:
+    """The C-scan shortcuts (a key or a plain value written once) agree with walking the members."""
+    [msg], _ = jsonrpc.parse_body(raw)
+    assert msg.with_value(("id",), "NEW").raw == rawjson.set_member(raw, ("id",), b'"NEW"')
+    assert json.loads(msg.with_value(("id",), "NEW").raw)["id"] == "NEW"

@@ -86,7 +86,11 @@ class Message:
             return Message(data), self.raw_at(path) if present else None
         if raw_value is None:
             raw_value = orjson.dumps(value)
-        raw, old = rawjson.swap_member(self._raw, path, raw_value, present and self.exact)
+        current = None
+        if present and self.exact:
+            now = _get_in(self.data, path)
+            current = orjson.dumps(now) if isinstance(now, str) and len(now) < 200 else None
+        raw, old = rawjson.swap_member(self._raw, path, raw_value, present and self.exact, current)
         return Message(data, raw, self.exact), old
 
     def replaced(self, **changes: Any) -> Message:
@@ -275,6 +279,13 @@ def progress_token(msg: Message) -> str | int | None:
         if isinstance(tok, str | int) and not isinstance(tok, bool):
             return tok
     return None
+
+
+def _get_in(data: JSON, path: tuple[str, ...]) -> Any:
+    node: Any = data
+    for key in path:
+        node = node[key]
+    return node
 
 
 def _has(data: JSON, path: tuple[str, ...]) -> bool:

@@ -232,12 +232,19 @@ def root(raw: bytes) -> int:
 _NEEDLES: dict[str, bytes] = {}
 
 
-def _locate_unique(raw: bytes, key: str) -> tuple[int, int] | None:
+_PLAIN_STRING = re.compile(rb'"[A-Za-z0-9:._-]*"')
+
+
+def _locate_unique(raw: bytes, key: str, current: bytes | None = None) -> tuple[int, int] | None:
     """The value span of the one place `"key":` is written, if it is written exactly once.
 
     Only for a member known to exist (the decoded message has it): it is then written somewhere as
     `"key"` (no `\\u` escape anywhere in the text), so a single occurrence is that member, whatever
     the nesting around it. Three C-speed scans instead of a walk through the values before it.
+
+    `current`: the member's value as JSON, when it is a plain string (the router's own ids): such
+    a value can only be written that way, so if `"key":current` occurs once, that is the member,
+    even where the key is used elsewhere too (a result full of objects with ids).
     """
     needle = _NEEDLES.get(key)
     if needle is None:
@@ -245,13 +252,30 @@ def _locate_unique(raw: bytes, key: str) -> tuple[int, int] | None:
         if len(_NEEDLES) < 256:
             _NEEDLES[key] = needle
     i = raw.find(needle)
-    if i < 0 or raw.find(needle, i + 1) >= 0 or raw.find(b"\\u") >= 0:
+    if i < 0 or raw.find(b"\\u") >= 0:
         return None
-    pos = skip_ws(raw, i + len(needle))
-    if pos >= len(raw) or raw[pos] != _COLON:
+    if raw.find(needle, i + 1) < 0:
+        pos = skip_ws(raw, i + len(needle))
+        if pos >= len(raw) or raw[pos] != _COLON:
+            return None
+        vstart = skip_ws(raw, pos + 1)
+        return vstart, value_end(raw, vstart)
+    if current is None or _PLAIN_STRING.fullmatch(current) is None:
         return None
-    vstart = skip_ws(raw, pos + 1)
-    return vstart, value_end(raw, vstart)
+    j = raw.find(current)
+    if j < 0 or raw.find(current, j + 1) >= 0:
+        return None
+    k = j - 1
+    while k >= 0 and raw[k] in _WS_BYTES:
+        k -= 1
+    if k < 0 or raw[k] != _COLON:
+        return None
+    k -= 1
+    while k >= 0 and raw[k] in _WS_BYTES:
+        k -= 1
+    if raw[k + 1 - len(needle) : k + 1] != needle:
+        return None
+    return j, j + len(current)
 
 
 def locate(raw: bytes, path: Sequence[str], present: bool = False) -> tuple[int, int] | None:
@@ -289,12 +313,17 @@ def set_member(raw: bytes, path: Sequence[str], value: bytes, present: bool = Fa
     return swap_member(raw, path, value, present)[0]
 
 
-def swap_member(raw: bytes, path: Sequence[str], value: bytes, present: bool = False) -> tuple[bytes, bytes | None]:
-    """`set_member`, also returning the bytes of the value it replaced (None if it added the member)."""
+def swap_member(
+    raw: bytes, path: Sequence[str], value: bytes, present: bool = False, current: bytes | None = None
+) -> tuple[bytes, bytes | None]:
+    """`set_member`, also returning the bytes of the value it replaced (None if it added the member).
+
+    `present` and `current` (the present value as JSON, if known) allow shortcuts: see `locate`.
+    """
     if not path:
         return value, raw
     if present:
-        span = _locate_unique(raw, path[-1])
+        span = _locate_unique(raw, path[-1], current)
         if span is not None:
             return raw[: span[0]] + value + raw[span[1] :], raw[span[0] : span[1]]
     pos = root(raw)
