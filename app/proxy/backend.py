@@ -187,6 +187,8 @@ class Backend:
             "server": self.server_info,
             "protocol_version": self.protocol_version,
             "tools": [t.get("name") for t in (self.catalog or {}).get("tools", [])],
+            "resources": [r.get("uri") or r.get("name") for r in (self.catalog or {}).get("resources", [])],
+            "prompts": [p.get("name") for p in (self.catalog or {}).get("prompts", [])],
             "pids": self.pids,
             "default": self.router.default_name == self.name,
         }
