@@ -1,1 +1,1 @@
-"""Reusable widgets of the terminal UI."""
+"""Widgets of the terminal UI: backends and sessions tables, the trace view, the header."""
