@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -33,9 +34,11 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -54,6 +57,13 @@ VARIANTS = ("direct", "router", "router-quiet")
 LISTENING_RE = re.compile(r"mcp-dev-router listening on http://[^\s/]+:(\d+)")
 TARGET_OVERHEAD_PCT = 15.0
 TARGET_THROUGHPUT_RATIO = 0.75
+# The TUI measurement (issue 7): the same paced load through headless routers and through the TUI.
+PACED_VARIANTS = ("router", "router-quiet", "tui")
+TARGET_TUI_RATIO = 1.10
+TARGET_KEY_MS = 100.0
+# What `/` makes the TUI draw: the trace filter's placeholder, shown only while the filter is open.
+FILTER_MARKER = b"status:error"
+KEY_TIMEOUT_S = 5.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -91,6 +101,8 @@ async def _worker_main() -> None:
                 reply(await _worker_seq(connect, cmd, read_cmd, reply))
             elif op == "throughput":
                 reply(await _worker_throughput(connect, cmd, read_cmd, reply))
+            elif op == "paced":
+                reply(await _worker_paced(connect, cmd, read_cmd, reply))
             else:
                 reply({"ok": False, "error": f"unknown op {op!r}"})
         except Exception as exc:  # report, stay alive: the orchestrator decides what a failure means
@@ -126,16 +138,24 @@ async def _worker_seq(connect: Any, cmd: dict[str, Any], read_cmd: Any, reply: A
     return {"ok": True, "lat_ms": lat}
 
 
-async def _worker_throughput(connect: Any, cmd: dict[str, Any], read_cmd: Any, reply: Any) -> dict[str, Any]:
-    """Connect cmd["sessions"] sessions, say "connected", wait for "go", call echo for go["seconds"].
+async def _run_sessions(
+    connect: Any,
+    url: str,
+    n: int,
+    read_cmd: Any,
+    reply: Any,
+    body: Any,
+) -> float:
+    """Connect n handshake-era sessions, say "connected", wait for "go", run `body` on each.
+
+    `body(i, client, start, end)` does session i's timed work between the window's start and end
+    (perf_counter times). Returns the window's elapsed time: until the last session finished its
+    work, before the sessions close (closing is not part of the window).
 
     Each session lives in its own task from connect to close: the SDK client's anyio cancel scopes
     must be entered and exited in the same task.
     """
-    n = int(cmd["sessions"])
     perf = time.perf_counter
-    counts = [0] * n
-    errors = [0] * n
     finished = [0.0] * n
     connected = 0
     all_connected = asyncio.Event()
@@ -144,20 +164,14 @@ async def _worker_throughput(connect: Any, cmd: dict[str, Any], read_cmd: Any, r
 
     async def session(i: int) -> None:
         nonlocal connected
-        async with connect(cmd["url"], "streamable-handshake") as client:
+        async with connect(url, "streamable-handshake") as client:
             await client.call_tool("echo", {"text": "warm-up"})  # the first timed call is not special
             connected += 1
             if connected == n:
                 all_connected.set()
             await go.wait()
-            end = window["end"]
-            while perf() < end:
-                try:
-                    await client.call_tool("echo", {"text": "load"})
-                    counts[i] += 1
-                except Exception:
-                    errors[i] += 1
-            finished[i] = perf()  # before the session closes: closing is not part of the window
+            await body(i, client, window["start"], window["end"])
+            finished[i] = perf()
 
     tasks = [asyncio.create_task(session(i)) for i in range(n)]
     ready = asyncio.create_task(all_connected.wait())
@@ -181,8 +195,62 @@ async def _worker_throughput(connect: Any, cmd: dict[str, Any], read_cmd: Any, r
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    elapsed = max(finished) - window["start"]
+    return max(finished) - window["start"]
+
+
+async def _worker_throughput(connect: Any, cmd: dict[str, Any], read_cmd: Any, reply: Any) -> dict[str, Any]:
+    """cmd["sessions"] sessions call echo back to back for go["seconds"]."""
+    n = int(cmd["sessions"])
+    perf = time.perf_counter
+    counts = [0] * n
+    errors = [0] * n
+
+    async def body(i: int, client: Any, _start: float, end: float) -> None:
+        while perf() < end:
+            try:
+                await client.call_tool("echo", {"text": "load"})
+                counts[i] += 1
+            except Exception:
+                errors[i] += 1
+
+    elapsed = await _run_sessions(connect, cmd["url"], n, read_cmd, reply, body)
     return {"ok": True, "calls": sum(counts), "errors": sum(errors), "elapsed": elapsed}
+
+
+async def _worker_paced(connect: Any, cmd: dict[str, Any], read_cmd: Any, reply: Any) -> dict[str, Any]:
+    """An open-loop load of cmd["rate"] calls/s in total over cmd["sessions"] sessions, for go["seconds"].
+
+    Call k of session i is due at start + (i + k * sessions) / rate: the sessions take turns, so the
+    calls are evenly spaced whatever their latency. A call that is due while its session is still
+    busy starts as soon as it is free and counts as late (the rate was more than the path keeps up with).
+    """
+    n = int(cmd["sessions"])
+    rate = float(cmd["rate"])
+    perf = time.perf_counter
+    lat: list[float] = []
+    errors = 0
+    late = 0
+
+    async def body(i: int, client: Any, start: float, end: float) -> None:
+        nonlocal errors, late
+        k = 0
+        while (due := start + (i + k * n) / rate) < end:
+            k += 1
+            wait = due - perf()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif wait < -0.005:
+                late += 1
+            t0 = perf()
+            try:
+                await client.call_tool("echo", {"text": "paced"})
+            except Exception:
+                errors += 1
+                continue
+            lat.append((perf() - t0) * 1000.0)
+
+    elapsed = await _run_sessions(connect, cmd["url"], n, read_cmd, reply, body)
+    return {"ok": True, "lat_ms": lat, "calls": len(lat), "errors": errors, "late": late, "elapsed": elapsed}
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,18 +377,11 @@ async def start_backend(procs: Procs) -> tuple[str, asyncio.subprocess.Process]:
     return f"http://{HOST}:{port}/mcp", proc
 
 
-async def start_router(
-    procs: Procs, name: str, backend_url: str, quiet: bool, log_dir: Path
-) -> tuple[str, asyncio.subprocess.Process, Path]:
-    """Start a headless router with its stdout going to a file (see README: what the console costs)."""
-    log_path = log_dir / f"{name}.stdout.log"
-    argv = [sys.executable, "-m", "app", "--no-ui", "--host", HOST, "--port", "0", "-b", f"fx={backend_url}"]
-    if quiet:
-        argv.append("--quiet")
-    # A private HOME/XDG so that the router neither reads nor writes the user's saved backends.
+def private_env(log_dir: Path, name: str) -> dict[str, str]:
+    """A private HOME/XDG so that a router neither reads nor writes the user's saved backends."""
     home = log_dir / f"{name}-home"
     home.mkdir(exist_ok=True)
-    env = {
+    return {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "HOME": str(home),
@@ -329,6 +390,17 @@ async def start_router(
         "XDG_DATA_HOME": str(home / "data"),
         "XDG_CACHE_HOME": str(home / "cache"),
     }
+
+
+async def start_router(
+    procs: Procs, name: str, backend_url: str, quiet: bool, log_dir: Path
+) -> tuple[str, asyncio.subprocess.Process, Path]:
+    """Start a headless router with its stdout going to a file (see README: what the console costs)."""
+    log_path = log_dir / f"{name}.stdout.log"
+    argv = [sys.executable, "-m", "app", "--no-ui", "--host", HOST, "--port", "0", "-b", f"fx={backend_url}"]
+    if quiet:
+        argv.append("--quiet")
+    env = private_env(log_dir, name)
     with open(log_path, "wb") as out:  # noqa: ASYNC230 - a create, once, before anything is timed
         proc = procs.add(
             name,
@@ -357,6 +429,150 @@ async def start_router(
         await asyncio.sleep(0.05)
     await wait_port(port, proc, name)
     return f"http://{HOST}:{port}/mcp", proc, log_path
+
+
+class TuiTerminal:
+    """The TUI in a pseudo-terminal: everything it draws is read as it comes (and discarded, as a
+    terminal would after painting it), and keys are written to it like a person typing.
+
+    `press()` writes a key and times how long until a marker the key should make the TUI draw
+    appears in its output: what a person sees as the key's answer.
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process, master: int) -> None:
+        self.proc = proc
+        self.master = master
+        self.bytes_read = 0
+        self._tail = b""
+        self._waiting: tuple[bytes, asyncio.Future[float]] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(master, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.master, 1 << 16)
+        except OSError:  # the TUI closed its end (it exited)
+            data = b""
+        if not data:
+            self._loop.remove_reader(self.master)
+            return
+        self.bytes_read += len(data)
+        if self._waiting is not None:
+            marker, fut = self._waiting
+            # The tail of the previous read: a marker split between two reads is still seen.
+            if marker in self._tail + data and not fut.done():
+                fut.set_result(time.perf_counter())
+                self._waiting = None
+        self._tail = data[-64:]
+
+    def write(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    async def press(self, key: bytes, marker: bytes, timeout: float) -> float | None:
+        """ms from writing `key` until `marker` is drawn; None if it was not within `timeout` s."""
+        fut: asyncio.Future[float] = self._loop.create_future()
+        self._tail = b""  # only output drawn after the key counts
+        self._waiting = (marker, fut)
+        t0 = time.perf_counter()
+        self.write(key)
+        try:
+            t1 = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            self._waiting = None
+            return None
+        return (t1 - t0) * 1000.0
+
+    def close(self) -> None:
+        self._loop.remove_reader(self.master)
+        with contextlib.suppress(OSError):
+            os.close(self.master)
+
+
+async def start_tui(
+    procs: Procs, backend_url: str, log_dir: Path, size: tuple[int, int]
+) -> tuple[str, TuiTerminal] | str:
+    """Start `mcp-router-tui` (the TUI, not --no-ui) in a pseudo-terminal of size (cols, rows).
+
+    Returns its MCP URL and terminal, or why it could not run (a tree without the TUI yet).
+    """
+    port = free_port()  # the TUI owns its terminal and prints no "listening" line to read a port from
+    cols, rows = size
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = {**private_env(log_dir, "tui"), "TERM": "xterm-256color", "COLORTERM": "truecolor"}
+    env.pop("NO_COLOR", None)
+    argv = [sys.executable, "-m", "app", "--host", HOST, "--port", str(port), "-b", f"fx={backend_url}"]
+    try:
+        proc = procs.add(
+            "tui",
+            await asyncio.create_subprocess_exec(
+                *argv, stdin=slave, stdout=slave, stderr=slave, cwd=REPO_ROOT, env=env, start_new_session=True
+            ),
+        )
+    finally:
+        os.close(slave)
+    tui = TuiTerminal(proc, master)
+    try:
+        await wait_port(port, proc, "the TUI")
+    except (RuntimeError, TimeoutError) as exc:
+        tui.close()
+        await procs.stop(proc)
+        return f"the TUI did not start ({exc}); is it built on this branch?"
+    deadline = time.monotonic() + 20.0
+    while tui.bytes_read < 2000:  # its first frame
+        if proc.returncode is not None or time.monotonic() >= deadline:
+            tui.close()
+            await procs.stop(proc)
+            return "the TUI drew nothing in 20 s"
+        await asyncio.sleep(0.05)
+    return f"http://{HOST}:{port}/mcp", tui
+
+
+async def key_probes(tui: TuiTerminal, traffic: asyncio.Future[Any], lat: list[float]) -> int:
+    """While the traffic flows (until `traffic` is done): press `/` (the trace filter opens), time
+    until it is drawn, then escape (the empty filter closes again), and again. Returns the misses."""
+    missed = 0
+    await asyncio.wait({traffic}, timeout=0.5)  # the load runs at its pace first
+    while not traffic.done():
+        ms = await tui.press(b"/", FILTER_MARKER, KEY_TIMEOUT_S)
+        if ms is None:
+            missed += 1
+        else:
+            lat.append(ms)
+        await asyncio.sleep(0.2)
+        tui.write(b"\x1b")
+        # A lone ESC is read as escape after the terminal parser's short wait; then a pause.
+        await asyncio.wait({traffic}, timeout=0.4)
+    return missed
+
+
+async def run_paced(
+    worker: Worker,
+    url: str,
+    rate: float,
+    seconds: float,
+    sessions: int,
+    watch: dict[str, int],
+    meter: LoadMeter | None = None,
+    key: str = "",
+    tui: TuiTerminal | None = None,
+    key_lat: list[float] | None = None,
+) -> tuple[dict[str, Any], dict[str, float], int]:
+    """One paced window on one variant (with key probes on the TUI); (worker result, CPU s, misses)."""
+    await worker.call({"op": "paced", "url": url, "rate": rate, "sessions": sessions})
+    cpu0 = {k: cpu_seconds(pid) for k, pid in watch.items()}
+    if meter:
+        meter.start()
+    await worker.send({"op": "go", "seconds": seconds})
+    traffic = asyncio.ensure_future(worker.recv(timeout=seconds + 120))
+    missed = 0
+    if tui is not None and key_lat is not None:
+        missed = await key_probes(tui, traffic, key_lat)
+    msg = await traffic
+    if meter:
+        meter.stop(key)
+    cpu1 = {k: cpu_seconds(pid) for k, pid in watch.items()}
+    return msg, {k: cpu1[k] - cpu0[k] for k in watch}, missed
 
 
 @dataclass
@@ -419,6 +635,19 @@ class Results:
     # Router CPU seconds during the sequential runs, and the calls each variant got.
     seq_cpu: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
     seq_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # The paced measurement (headless routers and the TUI at the same pace): latencies, the calls/s
+    # reached per round, late starts, errors, CPU s of the router (or TUI) process and its calls.
+    paced_lat: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    paced_round_p50: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    paced_rate: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    paced_late: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    paced_errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    paced_cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    paced_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    key_ms: list[float] = field(default_factory=list)
+    key_missed: int = 0
+    tui_note: str = ""
+    tui_idle_cores: float = math.nan  # the TUI's own CPU with no traffic (clock, probes, redraws)
 
 
 async def run_seq(
@@ -632,6 +861,7 @@ async def orchestrate(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="mcp-router-bench-"))
     res = Results()
     t_begin = time.monotonic()
+    tui: TuiTerminal | None = None
     try:
         log(f"starting backend, routers and {args.workers} load-generator worker(s) ...")
         backend_url, backend = await start_backend(procs)
@@ -639,6 +869,19 @@ async def orchestrate(args: argparse.Namespace) -> int:
         q_url, q_proc, q_log = await start_router(procs, "router-quiet", backend_url, True, tmp)
         workers = list(await asyncio.gather(*(start_worker(procs, i) for i in range(args.workers))))
         urls = {"direct": backend_url, "router": r_url, "router-quiet": q_url}
+        paced_pids = {"router": r_proc.pid, "router-quiet": q_proc.pid}
+        if args.tui != "off":
+            started = await start_tui(procs, backend_url, tmp, args.tui_size)
+            if isinstance(started, str):
+                if args.tui == "on":
+                    raise RuntimeError(started)
+                res.tui_note = started
+                log(f"no TUI measurement: {started}")
+            else:
+                urls["tui"], tui = started
+                paced_pids["tui"] = tui.proc.pid
+                log(f"TUI {urls['tui']} in a {args.tui_size[0]}x{args.tui_size[1]} pseudo-terminal")
+        paced = [v for v in PACED_VARIANTS if v in paced_pids] if tui is not None else []
         watch_pids = {
             "direct": {"backend": backend.pid},
             "router": {"backend": backend.pid, "router": r_proc.pid},
@@ -652,6 +895,12 @@ async def orchestrate(args: argparse.Namespace) -> int:
             await run_seq(workers[0], urls, era, 20, 10, {})
         for v in VARIANTS:
             await run_throughput(workers, urls[v], args.sessions, 1.0, watch_pids[v])
+        for v in paced:
+            await run_paced(workers[0], urls[v], args.tui_rate, 1.0, args.tui_sessions, {})
+        if tui is not None:
+            cpu0, t0 = cpu_seconds(tui.proc.pid), time.monotonic()
+            await asyncio.sleep(3.0)  # no traffic: what the TUI costs by itself
+            res.tui_idle_cores = (cpu_seconds(tui.proc.pid) - cpu0) / (time.monotonic() - t0)
 
         router_pids = {"router": r_proc.pid, "router-quiet": q_proc.pid}
         meter = LoadMeter(procs)
@@ -681,6 +930,34 @@ async def orchestrate(args: argparse.Namespace) -> int:
                 for k, sec in cpu.items():
                     res.cpu[v]["client" if k.startswith("client") else k] += sec
                 log(f"round {rnd + 1}/{args.rounds}  throughput    {v:<13} {rate:8.1f} calls/s  ({errors} errors)")
+            # The paced windows cannot be interleaved either (the TUI must carry the traffic for a
+            # while to be measured under it): rotated like the throughput windows.
+            for v in [paced[(rnd + i) % len(paced)] for i in range(len(paced))]:
+                msg, cpu, missed = await run_paced(
+                    workers[0],
+                    urls[v],
+                    args.tui_rate,
+                    args.tui_seconds,
+                    args.tui_sessions,
+                    {"router": paced_pids[v]},
+                    meter,
+                    f"paced-{v}",
+                    tui if v == "tui" else None,
+                    res.key_ms,
+                )
+                res.paced_lat[v].extend(msg["lat_ms"])
+                res.paced_round_p50[v].append(pct(msg["lat_ms"], 50))
+                res.paced_rate[v].append(msg["calls"] / msg["elapsed"])
+                res.paced_late[v] += msg["late"]
+                res.paced_errors[v] += msg["errors"]
+                res.paced_cpu[v] += cpu["router"]
+                res.paced_calls[v] += msg["calls"]
+                res.key_missed += missed
+                keys = f"  keys p50 {pct(res.key_ms, 50):.0f} ms ({missed} missed)" if v == "tui" else ""
+                log(
+                    f"round {rnd + 1}/{args.rounds}  paced         {v:<13} p50 {pct(msg['lat_ms'], 50):5.2f} ms  "
+                    f"{msg['calls'] / msg['elapsed']:6.1f} calls/s  ({msg['late']} late, {msg['errors']} errors){keys}"
+                )
 
         profile: dict[str, Any] = {}
         if args.profile > 0:
@@ -699,6 +976,8 @@ async def orchestrate(args: argparse.Namespace) -> int:
         report = build_report(args, res, profile, log_bytes, foreign, time.monotonic() - t_begin)
     finally:
         await procs.stop_all()
+        if tui is not None:
+            tui.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
     text = render_text(report)
@@ -787,6 +1066,7 @@ def build_report(
     except OSError:
         load = (math.nan, math.nan, math.nan)
     return {
+        "paced": paced_report(args, res),
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "wall_s": wall,
         "settings": {
@@ -812,6 +1092,54 @@ def build_report(
         "foreign_load_cores": foreign,
         "profile": profile,
     }
+
+
+def paced_report(args: argparse.Namespace, res: Results) -> dict[str, Any]:
+    """The TUI measurement: per-call latency at the same pace headless and with the TUI, key presses."""
+    out: dict[str, Any] = {
+        "rate_calls_per_s": args.tui_rate,
+        "messages_per_s": 2 * args.tui_rate,  # a call is a request and its response in the trace
+        "seconds": args.tui_seconds,
+        "sessions": args.tui_sessions,
+        "terminal": f"{args.tui_size[0]}x{args.tui_size[1]}",
+        "note": res.tui_note,
+    }
+    if "tui" not in res.paced_lat:
+        return out
+    out["latency_ms"] = {
+        v: {
+            **lat_stats(res.paced_lat[v]),
+            "round_p50": res.paced_round_p50[v],
+            "calls_per_s": statistics.fmean(res.paced_rate[v]),
+            "late": res.paced_late[v],
+            "errors": res.paced_errors[v],
+            "process_cpu_us_per_call": 1e6 * res.paced_cpu[v] / res.paced_calls[v] if res.paced_calls[v] else math.nan,
+        }
+        for v in res.paced_lat
+    }
+    lat = out["latency_ms"]
+    out["tui_idle_cpu_cores"] = res.tui_idle_cores
+    # Open-loop pacing only means something if the calls went out at the pace asked for.
+    out["slowest_round_calls_per_s"] = min(r for v in res.paced_rate for r in res.paced_rate[v])
+    out["pace_held"] = out["slowest_round_calls_per_s"] >= 0.9 * args.tui_rate
+    ratio = lat["tui"]["p50"] / lat["router"]["p50"]
+    out["tui_ratio"] = {
+        "vs_router_p50": ratio,
+        "vs_router_quiet_p50": lat["tui"]["p50"] / lat["router-quiet"]["p50"],
+        "vs_router_mean": lat["tui"]["mean"] / lat["router"]["mean"],
+        "per_round_vs_router": [
+            t / r for t, r in zip(res.paced_round_p50["tui"], res.paced_round_p50["router"], strict=True)
+        ],
+        "meets_target": ratio <= TARGET_TUI_RATIO,
+    }
+    keys = res.key_ms
+    out["key_ms"] = {
+        **lat_stats(keys),
+        "max": max(keys, default=math.nan),
+        "missed": res.key_missed,
+        "meets_target": bool(keys) and pct(keys, 90) <= TARGET_KEY_MS and res.key_missed == 0,
+    }
+    return out
 
 
 def _fmt_table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -896,6 +1224,62 @@ def _tables(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
             ]
         )
     s = rep["settings"]
+    paced = rep.get("paced") or {}
+    if "latency_ms" in paced:
+        prow = []
+        for v in PACED_VARIANTS:
+            st = paced["latency_ms"][v]
+            vs = spread = ""
+            if v == "tui":
+                r = paced["tui_ratio"]
+                vs = f"{r['vs_router_p50']:.2f}x"
+                spread = f"{min(r['per_round_vs_router']):.2f}..{max(r['per_round_vs_router']):.2f}x"
+            prow.append(
+                [
+                    v,
+                    str(st["n"]),
+                    f"{st['p50']:.2f}",
+                    f"{st['p90']:.2f}",
+                    f"{st['p99']:.2f}",
+                    f"{st['mean']:.2f}",
+                    vs,
+                    spread,
+                    f"{st['calls_per_s']:.0f}",
+                    str(st["late"]),
+                    str(st["errors"]),
+                    f"{st['process_cpu_us_per_call']:.0f}",
+                ]
+            )
+        tables.append(
+            (
+                f"Paced load, {paced['rate_calls_per_s']:.0f} calls/s ({paced['messages_per_s']:.0f} messages/s) on "
+                f"{paced['sessions']} handshake-era sessions, {paced['seconds']:.0f} s x {s['rounds']} rounds; "
+                f"the TUI in a {paced['terminal']} pseudo-terminal (ms)",
+                [
+                    "variant",
+                    "n",
+                    "p50",
+                    "p90",
+                    "p99",
+                    "mean",
+                    "tui vs router p50",
+                    "per round",
+                    "calls/s",
+                    "late",
+                    "errors",
+                    "router µs/call",
+                ],
+                prow,
+            )
+        )
+        k = paced["key_ms"]
+        tables.append(
+            (
+                "Key press under that load: `/` written to the TUI's terminal until the filter is drawn (ms)",
+                ["key", "n", "p50", "p90", "max", "missed"],
+                [["/", str(k["n"]), f"{k['p50']:.0f}", f"{k['p90']:.0f}", f"{k['max']:.0f}", str(k["missed"])]],
+            )
+        )
     tables.append(
         (
             f"Throughput, {s['sessions']} concurrent handshake-era sessions, {s['seconds']:.0f} s x {s['rounds']} rounds",
@@ -930,6 +1314,28 @@ def _verdicts(rep: dict[str, Any]) -> list[str]:
             f"{v:<13} throughput ratio: {t:.2f}  target >= {TARGET_THROUGHPUT_RATIO:.2f}  "
             + ("MET" if r["throughput"]["meets_target"] else "NOT MET")
         )
+    paced = rep.get("paced") or {}
+    if "tui_ratio" in paced:
+        r, k = paced["tui_ratio"], paced["key_ms"]
+        out.append(
+            f"tui           per-call latency at {paced['messages_per_s']:.0f} messages/s: {r['vs_router_p50']:.2f}x "
+            f"the headless router's p50 ({r['vs_router_quiet_p50']:.2f}x --quiet)  target <= {TARGET_TUI_RATIO:.2f}x  "
+            + ("MET" if r["meets_target"] else "NOT MET")
+        )
+        out.append(
+            f"tui           key press (/ until the filter is drawn): p90 {k['p90']:.0f} ms, max {k['max']:.0f} ms, "
+            f"{k['missed']} missed  target p90 <= {TARGET_KEY_MS:.0f} ms  "
+            + ("MET" if k["meets_target"] else "NOT MET")
+        )
+        out.append(f"tui           CPU with no traffic: {paced['tui_idle_cpu_cores']:.2f} of a core")
+        if not paced["pace_held"]:
+            out.append(
+                f"tui           WARNING: the machine did not hold the pace (slowest window "
+                f"{paced['slowest_round_calls_per_s']:.0f} of {paced['rate_calls_per_s']:.0f} calls/s): these are the "
+                "latencies of a saturated machine, not of the rate asked for"
+            )
+    elif paced.get("note"):
+        out.append(f"tui           not measured: {paced['note']}")
     f = rep["foreign_load_cores"]
     worst = max(f.values(), default=0.0)
     out.append(
@@ -1014,6 +1420,13 @@ def render_markdown(rep: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _size(text: str) -> tuple[int, int]:
+    cols, sep, rows = text.lower().partition("x")
+    if not sep or not cols.isdigit() or not rows.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected COLSxROWS, e.g. 200x50")
+    return int(cols), int(rows)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1037,10 +1450,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="router",
         help="which router to profile (default: router, with console output)",
     )
+    p.add_argument(
+        "--tui",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="the paced TUI measurement: auto runs it if the TUI starts, on requires it (default auto)",
+    )
+    p.add_argument(
+        "--tui-rate",
+        type=float,
+        default=250.0,
+        help="paced calls/s, each a request and a response in the trace (default 250: 500 messages/s)",
+    )
+    p.add_argument("--tui-seconds", type=float, default=5.0, help="paced window per variant per round (default 5)")
+    p.add_argument("--tui-sessions", type=int, default=4, help="sessions sharing the paced load (default 4)")
+    p.add_argument(
+        "--tui-size", type=_size, default=(200, 50), metavar="COLSxROWS", help="the TUI's terminal (default 200x50)"
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if min(args.calls, args.sessions, args.rounds, args.workers) < 1 or args.seconds <= 0:
-        p.error("--calls, --sessions, --rounds, --workers must be >= 1 and --seconds > 0")
+    if min(args.calls, args.sessions, args.rounds, args.workers, args.tui_sessions) < 1 or args.seconds <= 0:
+        p.error("--calls, --sessions, --rounds, --workers, --tui-sessions must be >= 1 and --seconds > 0")
+    if args.tui_rate <= 0 or args.tui_seconds < 2:
+        p.error("--tui-rate must be > 0 and --tui-seconds at least 2 (room for key presses)")
     args.workers = min(args.workers, args.sessions)
     return args
 
