@@ -24,7 +24,7 @@ from app.proxy.config import BackendConfig
 from app.proxy.events import Event
 from app.proxy.jsonrpc import JSON
 from app.screens.add_backend import AddBackendDialog, BackendForm, check_form, parse_env
-from app.screens.backend_detail import BackendDetailScreen
+from app.screens.backend_detail import BackendDetailScreen, history_from_samples
 from app.screens.confirm import ConfirmDialog
 from app.screens.help import HelpScreen
 from app.widgets.health_chart import HealthChart, Probe, Span, down_spans, nice_ceiling
@@ -312,6 +312,18 @@ async def test_help_lists_keys_and_closes(close: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------- chart
+
+
+def test_history_read_from_probes() -> None:
+    samples = [
+        {"ts": 1.0, "ok": True, "latency_ms": 1.0, "detail": None},
+        {"ts": 2.0, "ok": False, "latency_ms": None, "detail": "exited with code 1"},
+        {"ts": 3.0, "ok": True, "latency_ms": 90.0, "detail": "started"},
+    ]
+    assert history_from_samples(samples) == [
+        (2.0, "down", "probe failed: exited with code 1"),
+        (3.0, "up", "a new process started"),
+    ]
 
 
 def test_down_spans_merge_probes_and_states() -> None:

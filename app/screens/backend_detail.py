@@ -29,6 +29,7 @@ POLL_INTERVAL = 0.25
 SNAPSHOT_INTERVAL = 5.0
 HISTORY_ROWS = 200
 LOG_LINES = 2000
+STARTED = "started"  # the detail of the health sample a stdio backend's new process records
 
 STATE_STYLE = {
     "up": "$success",
@@ -61,7 +62,7 @@ def history_from_samples(samples: Iterable[JSON]) -> list[tuple[float, str, str]
         detail = s.get("detail")
         if ok_before is not None and ok != ok_before:
             if ok:
-                out.append((ts, "up", f"probe answered{f' ({detail})' if detail else ''}"))
+                out.append((ts, "up", "a new process started" if detail == STARTED else "probe answered"))
             else:
                 out.append((ts, "down", f"probe failed: {detail or 'no answer'}"))
         elif ok_before is None and not ok:
@@ -184,7 +185,7 @@ class BackendDetailScreen(Screen[None]):
         with Horizontal(id="detail-upper"):
             with Vertical(id="health-pane", classes="pane"):
                 yield Label(
-                    "latency (ms) · [$error]░ down[/] · [$success]▲ back up[/] · x: seconds ago",
+                    "probe latency (ms) · [$error]░ down[/] · [$success]▲ up again / new process[/] · x: seconds ago",
                     id="health-legend",
                 )
                 yield HealthChart(id="health-chart", clock=self.clock)
@@ -238,7 +239,7 @@ class BackendDetailScreen(Screen[None]):
         chart = self.query_one(HealthChart)
         states = [(ts, st) for ts, st, _ in self.history]
         chart.replace(
-            (Probe(float(s["ts"]), bool(s["ok"]), s.get("latency_ms")) for s in samples),
+            (Probe(float(s["ts"]), bool(s["ok"]), s.get("latency_ms"), s.get("detail") == STARTED) for s in samples),
             states,
         )
         chart.redraw()
@@ -273,7 +274,7 @@ class BackendDetailScreen(Screen[None]):
         history_changed = False
         for ev in events:
             if isinstance(ev, HealthEvent):
-                chart.add_probe(Probe(ev.ts, ev.ok, ev.latency_ms))
+                chart.add_probe(Probe(ev.ts, ev.ok, ev.latency_ms, ev.detail == STARTED))
             elif isinstance(ev, BackendStateEvent):
                 self.history.append((ev.ts, ev.state, ev.reason or ""))
                 chart.add_state(ev.ts, ev.state)

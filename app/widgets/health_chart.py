@@ -25,6 +25,8 @@ class Probe:
     ts: float
     ok: bool
     latency_ms: float | None
+    # A new process came up (its "latency" is how long it took to start): a moment, not a probe.
+    started: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +156,13 @@ class HealthChart(PlotextPlot):
         window = self.window
         visible = [p for p in self.probes if 0 <= now - p.ts <= window]
         self.points = len(visible)
-        lat = [p.latency_ms for p in visible if p.ok and p.latency_ms is not None]
+        lat = [p.latency_ms for p in visible if p.ok and not p.started and p.latency_ms is not None]
         top = nice_ceiling(max(lat) * 1.25) if lat else 1.0
         line = self._rgb("primary", "#0178D4")
         bad = self._rgb("error", "#ba3c5b")
         good = self._rgb("success", "#4EBF71")
 
+        ups: list[float] = [p.ts - now for p in visible if p.started]
         for span in down_spans(self.probes, self.states):
             x0 = max(span.start - now, -window)
             x1 = 0.0 if span.end is None else min(span.end - now, 0.0)
@@ -167,12 +170,16 @@ class HealthChart(PlotextPlot):
                 continue
             plt.plot([x0, max(x1, x0)], [top, top], fillx=True, color=bad, marker="░")
             if span.end is not None and -window <= x1 <= 0:
-                plt.plot([x1, x1], [0, top], color=good, marker="│")
-                plt.scatter([x1], [top], color=good, marker="▲")
+                ups.append(x1)
+        for x in ups:  # recoveries, and new processes taking over (a restart, blue/green)
+            plt.plot([x, x], [0, top], color=good, marker="│")
+            plt.scatter([x], [top], color=good, marker="▲")
 
         # One line per run of good probes: a failed probe breaks the line instead of joining across it.
         run: list[Probe] = []
         for p in [*visible, None]:
+            if p is not None and p.started:
+                continue  # not a probe: the line goes on across it
             if p is not None and p.ok and p.latency_ms is not None:
                 run.append(p)
                 continue
