@@ -71,7 +71,6 @@ def test_form_rules() -> None:
         "url": "http://127.0.0.1:9000",
     }
     assert "already exists" in check_form(BackendForm(name="x", url="h:1"), {"x"}).errors["name"]
-    assert "route word" in check_form(BackendForm(name="sse", url="h:1"), set()).errors["name"]
     assert "http(s)" in check_form(BackendForm(name="x", url="ftp://h/"), set()).errors["url"]
     assert "not a number" in check_form(BackendForm(name="x", url="h:port"), set()).errors["url"]
     bad_quote = check_form(BackendForm(name="x", kind="command", command="python 'a"), set())

@@ -1,7 +1,7 @@
 """The "add a backend" dialog: a name, then a URL or a command line, checked as the user types.
 
-The form is checked with the core's own rules (`BackendConfig.from_dict`) plus what only a person
-typing needs: `host:port` read as a URL, a name that is already taken or is a route word, a command
+The form is checked with the core's own rules (`check_name`, `BackendConfig`) plus what only a
+person typing needs: `host:port` read as a URL, a name that is already taken, a command
 line that does not split, a cwd or watch path that does not exist. Whatever the core still refuses
 on submit is shown in the dialog with the core's own words; nothing is added until it accepts.
 """
@@ -26,9 +26,6 @@ from app.proxy.config import BackendConfig, ConfigError, check_name
 from app.proxy.jsonrpc import JSON
 
 Kind = Literal["url", "command"]
-
-# Names that would be read as a route instead of a backend (DESIGN: routes).
-ROUTE_WORDS = frozenset({"mcp", "sse", "messages", "status", "backends", "sessions", "events"})
 
 
 @dataclass
@@ -87,8 +84,6 @@ def check_form(form: BackendForm, existing: set[str]) -> Checked:
     else:
         if name in existing:
             errors["name"] = f"a backend named '{name}' already exists"
-        elif name.lower() in ROUTE_WORDS:
-            errors["name"] = f"'{name}' is a route word of the router: pick another name"
     spec: JSON = {"name": name}
     if form.kind == "url":
         url = normalize_url(form.url)
