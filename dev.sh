@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine (Python >= 3.11, pip, npm):
-#   ./dev.sh run  [ROUTER ARGS]   install what the router needs and run it (default: headless with the demo backend)
+#   ./dev.sh run  [ROUTER ARGS]   install what the router needs and run it (default: the terminal UI with the demo backend)
 #   ./dev.sh test [PYTEST ARGS]   install everything the tests need and run the suite
 #   ./dev.sh bench [run|floor] [ARGS]   the benchmarks (bench/README.md); floor also installs nginx as the native reference
 set -euo pipefail
@@ -46,7 +46,7 @@ shift || true
 case "$cmd" in
     run)
         ensure_venv run
-        if [ "$#" -eq 0 ]; then set -- --no-ui --demo; fi
+        if [ "$#" -eq 0 ]; then set -- --demo; fi
         exec "$VENV/bin/mcp-router-tui" "$@"
         ;;
     test)

@@ -9,13 +9,7 @@ from app.settings import parse_args
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
-    if settings.ui:
-        print(
-            "mcp-router-tui: the terminal UI is not built yet; run the router headless with --no-ui",
-            file=sys.stderr,
-        )
-        return 2
-    from app.runtime import run
+    from app.runtime import run  # --no-ui imports no Textual: the TUI is imported only to run it
 
     return run(settings)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 import sys
 from collections.abc import Generator
+from pathlib import Path
 
 import uvicorn
 
@@ -119,9 +121,78 @@ async def run_headless(settings: Settings) -> int:
     return 0
 
 
+def log_to_file() -> Path:
+    """While the TUI owns the terminal, every log line (uvicorn's, the core's, asyncio's) goes to a
+    file under platformdirs' user_log_path instead: one stray line would garble the screen."""
+    from platformdirs import user_log_path
+
+    directory = user_log_path("mcp-dev-router", ensure_exists=True)
+    path = directory / "mcp-router-tui.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    logging.captureWarnings(True)
+    return path
+
+
+async def run_tui(settings: Settings) -> int:
+    """The router and the TUI in one loop: the socket is bound first (a port in use is reported on
+    the terminal before the UI takes it), uvicorn serves as a task, and the UI runs until quit."""
+    try:
+        sock = bind(settings.host, settings.port)
+    except OSError as exc:
+        print(
+            f"mcp-dev-router: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    from app.control import LocalControl
+    from app.tui import RouterTUI
+
+    log_path = log_to_file()
+    port = sock.getsockname()[1]
+    router = make_router(settings)
+    router.listen_url = url_for(settings.host, port)
+    logging.getLogger("mcp-dev-router").info("listening on %s", router.listen_url)
+    server = make_server(router, settings)
+    await router.start()
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    app = RouterTUI(LocalControl(router), trace_buffer=settings.trace_buffer)
+    loop = asyncio.get_running_loop()
+    # SIGTERM quits like `q` (Textual reads ctrl+c as a key, so SIGINT only comes from outside).
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        with contextlib.suppress(ValueError, RuntimeError):
+            loop.add_signal_handler(sig, app.exit, 0)
+    try:
+        await app.run_async()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        # Sessions first: their open streams end, so uvicorn's graceful shutdown has nothing to wait for.
+        await router.stop()
+        server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await serving
+        with contextlib.suppress(OSError):
+            sock.close()
+        logging.getLogger("mcp-dev-router").info("stopped")
+    if app.return_code not in (0, None):
+        print(f"mcp-router-tui: stopped with an error; see {log_path}", file=sys.stderr)
+    return app.return_code or 0
+
+
 def run(settings: Settings) -> int:
+    main = run_tui(settings) if settings.ui else run_headless(settings)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
-        return asyncio.run(run_headless(settings))
-    return uvloop.run(run_headless(settings))
+        return asyncio.run(main)
+    return uvloop.run(main)

@@ -34,6 +34,7 @@ class Settings:
     token: str | None = None
     allowed_hosts: list[str] = field(default_factory=list)
     session_idle_timeout: float = 1800.0
+    trace_buffer: int = 10_000
 
 
 def demo_backend() -> BackendConfig:
@@ -89,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="close a client session idle this long with no open stream (default 1800)",
     )
     p.add_argument(
+        "--trace-buffer",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="messages the terminal UI's trace keeps; older ones are dropped and counted (default 10000)",
+    )
+    p.add_argument(
         "--token",
         default=os.environ.get("MCP_ROUTER_TOKEN"),
         help="bearer token: required on every route when bound beyond loopback, on the management API otherwise",
@@ -134,6 +142,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             raise ConfigError(
                 f"binding {ns.host} exposes the router beyond this machine: set --token (or MCP_ROUTER_TOKEN)"
             )
+        if ns.trace_buffer < 1:
+            raise ConfigError("--trace-buffer must be at least 1")
         if ns.hold < 0 or ns.health_interval <= 0:
             raise ConfigError("--hold must be >= 0 and --health-interval > 0")
     except ConfigError as exc:
@@ -153,4 +163,5 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         token=ns.token,
         allowed_hosts=[h.strip().lower() for h in ns.allowed_host if h.strip()],
         session_idle_timeout=ns.session_idle_timeout,
+        trace_buffer=ns.trace_buffer,
     )

@@ -1,0 +1,63 @@
+"""The sessions panel: one row per client session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from rich.text import Text
+
+from app.proxy.jsonrpc import JSON
+from app.widgets.formatting import client_text, duration
+from app.widgets.tables import Cell, SnapshotTable
+
+HOLDING = frozenset({"starting", "down", "failed", "disabled"})
+
+
+class SessionsTable(SnapshotTable):
+    COLUMNS = (
+        ("session", "session"),
+        ("client", "client"),
+        ("version", "protocol"),
+        ("transport", "via"),
+        ("backend", "backend"),
+        ("state", "state"),
+        ("age", "age"),
+        ("messages", "msgs"),
+    )
+
+    def show(
+        self,
+        sessions: list[JSON],
+        backend_states: Mapping[str, str],
+        counts: Mapping[str, int],
+        now: Callable[[], float],
+    ) -> None:
+        rows: list[tuple[str, tuple[Cell, ...]]] = []
+        t = now()
+        for s in sessions:
+            sid = str(s["id"])
+            backend = str(s.get("backend", ""))
+            # "connected" is the session's backend side; without it the router holds the client.
+            if s.get("connected"):
+                state = Text("connected", style="green")
+            elif backend_states.get(backend) in HOLDING or s.get("pending"):
+                state = Text("held", style="bold yellow")
+            else:
+                state = Text("idle", style="dim")
+            transport = {"streamable-http": "http", "sse": "sse"}.get(str(s.get("transport")), str(s.get("transport")))
+            rows.append(
+                (
+                    sid,
+                    (
+                        sid[:8],
+                        client_text(s.get("client")),
+                        str(s.get("protocol_version") or "–"),
+                        transport,
+                        backend,
+                        state,
+                        duration(t - float(s.get("created") or t)),
+                        str(counts.get(sid, 0)),
+                    ),
+                )
+            )
+        self.show_rows(rows)

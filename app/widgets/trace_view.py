@@ -1,0 +1,313 @@
+"""The live trace: a ScrollView on Textual's Line API over `TraceModel.visible`.
+
+One line per message, rendered on demand and cached as a Strip (keyed by the row's seq and
+version, so a request that gets its answer is drawn again). Nothing here is per message but the
+cache entry: the screen appends rows in batches and calls `rows_added()` once per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from app.trace_model import DIRECTION_SHORT, TraceModel, TraceRow
+
+_second: list[object] = [None, ""]
+
+
+def clock_text(ts: float) -> str:
+    sec = int(ts)
+    if _second[0] != sec:  # strftime once a second, not once a line
+        _second[0], _second[1] = sec, time.strftime("%H:%M:%S", time.localtime(sec))
+    return f"{_second[1]}.{int(ts * 1000) % 1000:03d}"
+
+
+def _fit(text: str, width: int) -> str:
+    if len(text) > width:
+        return text[: max(0, width - 1)] + "…"
+    return text.ljust(width)
+
+
+# (title, width) per column; the backend column goes first when the panel is narrow.
+Columns = tuple[tuple[str, int], ...]
+WIDE: Columns = (
+    ("time", 12),
+    ("dir", 3),
+    ("session", 8),
+    ("backend", 10),
+    ("method", 28),
+    ("id", 8),
+    ("status", 12),
+    ("ms", 9),
+)
+NARROW: Columns = (("time", 12), ("dir", 3), ("session", 8), ("method", 22), ("id", 6), ("status", 12), ("ms", 8))
+
+
+class TraceView(ScrollView, can_focus=True):
+    """The trace panel's list of messages."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "trace--header",
+        "trace--time",
+        "trace--request",
+        "trace--response",
+        "trace--notification",
+        "trace--server",
+        "trace--router",
+        "trace--ok",
+        "trace--error",
+        "trace--pending",
+        "trace--held",
+        "trace--cancelled",
+        "trace--mark",
+        "trace--cursor",
+        "trace--dim",
+    }
+
+    DEFAULT_CSS = """
+    TraceView { background: $surface; }
+    TraceView > .trace--header { text-style: bold; color: $text-muted; }
+    TraceView > .trace--time { color: $text-muted; }
+    TraceView > .trace--request { color: $text; }
+    TraceView > .trace--response { color: $text; }
+    TraceView > .trace--notification { color: $text-muted; text-style: italic; }
+    TraceView > .trace--server { color: $accent; text-style: bold; }
+    TraceView > .trace--router { color: $secondary; }
+    TraceView > .trace--ok { color: $success; }
+    TraceView > .trace--error { color: $error; text-style: bold; }
+    TraceView > .trace--pending { color: $warning; }
+    TraceView > .trace--held { color: $warning; text-style: bold reverse; }
+    TraceView > .trace--cancelled { color: $text-muted; text-style: strike; }
+    TraceView > .trace--mark { color: $primary; text-style: bold; background: $primary 15%; }
+    TraceView > .trace--cursor { background: $accent 30%; }
+    TraceView > .trace--dim { color: $text-muted; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "cursor(-20)", "Page up", show=False),
+        Binding("pagedown", "cursor(20)", "Page down", show=False),
+        Binding("home", "first", "First", show=False),
+        Binding("end", "follow", "Follow", show=False),
+        Binding("enter", "open", "Detail", show=False),
+    ]
+
+    follow: reactive[bool] = reactive(True)
+    new_while_away: reactive[int] = reactive(0)
+
+    class Open(Message):
+        """The user asked for a row's full message."""
+
+        def __init__(self, row: TraceRow) -> None:
+            super().__init__()
+            self.row = row
+
+    def __init__(self, model: TraceModel, *, clock: Callable[[float], str] = clock_text, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.model = model
+        self.clock = clock
+        self.cursor: TraceRow | None = None
+        self._cache: LRUCache[tuple[int, int, int, bool], Strip] = LRUCache(2000)
+        self._columns: Columns = WIDE
+
+    # ------------------------------------------------------------------ feeding
+    def rows_changed(self, added: int, dropped_front: int = 0) -> None:
+        """The model's visible rows changed: resize, keep the view where it was or follow the end."""
+        height = len(self.model.visible)
+        self.virtual_size = Size(self._line_width(), height)
+        if self.follow:
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+        else:
+            self.new_while_away += added
+            if dropped_front:
+                # Rows fell off the top: shift so the lines under the user's eyes stay put.
+                self.scroll_to(y=max(0, self.scroll_y - dropped_front), animate=False, immediate=True)
+        self.refresh()
+
+    def reset(self) -> None:
+        """The whole visible list changed (filter, clear): redraw from scratch, back at the end."""
+        self._cache.clear()
+        self.cursor = None
+        self.follow = True
+        self.new_while_away = 0
+        self.rows_changed(0)
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+        self.refresh()
+
+    def _line_width(self) -> int:
+        return sum(w + 1 for _, w in self._columns)
+
+    def on_resize(self, event: events.Resize) -> None:
+        columns = WIDE if event.size.width >= sum(w + 1 for _, w in WIDE) else NARROW
+        if columns is not self._columns:
+            self._columns = columns
+            self._cache.clear()
+        self.rows_changed(0)
+
+    # ------------------------------------------------------------------ scrolling and cursor
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        at_end = new >= self.max_scroll_y
+        if at_end and not self.follow and self.cursor is None:
+            self.follow = True
+        elif not at_end and self.follow:
+            self.follow = False
+
+    def watch_follow(self, follow: bool) -> None:
+        if follow:
+            self.new_while_away = 0
+
+    def _index_of(self, row: TraceRow | None) -> int | None:
+        if row is None:
+            return None
+        visible = self.model.visible
+        i = bisect_left(visible, row.seq, key=lambda r: r.seq)
+        if i < len(visible) and visible[i] is row:
+            return i
+        return None
+
+    def action_cursor(self, delta: int) -> None:
+        visible = self.model.visible
+        if not visible:
+            return
+        index = self._index_of(self.cursor)
+        if index is None:
+            index = len(visible) if delta < 0 else int(self.scroll_y) - 1
+        index = max(0, min(len(visible) - 1, index + delta))
+        self.cursor = visible[index]
+        self.follow = False
+        self._show(index)
+        self.refresh()
+
+    def _show(self, index: int) -> None:
+        height = self.scrollable_content_region.height
+        if index < self.scroll_y:
+            self.scroll_to(y=index, animate=False, immediate=True)
+        elif index >= self.scroll_y + height:
+            self.scroll_to(y=index - height + 1, animate=False, immediate=True)
+
+    def action_first(self) -> None:
+        if self.model.visible:
+            self.cursor = self.model.visible[0]
+            self.follow = False
+            self.scroll_to(y=0, animate=False, immediate=True)
+            self.refresh()
+
+    def action_follow(self) -> None:
+        self.cursor = None
+        self.follow = True
+        self.new_while_away = 0
+        self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+        self.refresh()
+
+    def action_open(self) -> None:
+        row = self.cursor or (self.model.visible[-1] if self.model.visible else None)
+        if row is not None and row.kind != "mark":
+            self.post_message(self.Open(row))
+
+    def on_click(self, event: events.Click) -> None:
+        index = int(self.scroll_y) + event.y
+        if 0 <= index < len(self.model.visible):
+            row = self.model.visible[index]
+            if row is self.cursor and event.chain >= 2:
+                self.action_open()
+            self.cursor = row
+            self.follow = False
+            self.refresh()
+
+    # ------------------------------------------------------------------ rendering
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = y + scroll_y
+        width = self.size.width
+        visible = self.model.visible
+        if index >= len(visible):
+            return Strip.blank(width, self.rich_style)
+        row = visible[index]
+        selected = row is self.cursor
+        key = (row.seq, row.version, width, selected)
+        strip = self._cache.get(key)
+        if strip is None:
+            strip = self._render_row(row, width, selected)
+            self._cache[key] = strip
+        return strip.crop(scroll_x, scroll_x + width)
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"trace--{name}")
+
+    def _render_row(self, row: TraceRow, width: int, selected: bool) -> Strip:
+        base = self.rich_style
+        if row.kind == "mark":
+            text = f"{self.clock(row.ts)} ─── {row.text} "
+            strip = Strip([Segment(_fit(text, max(width, len(text))), base + self._style("mark"))])
+        else:
+            strip = Strip(self._segments(row, base))
+        if selected:
+            strip = strip.apply_style(self._style("cursor"))
+        return strip.extend_cell_length(max(width, self._line_width()), base)
+
+    def _segments(self, row: TraceRow, base: Style) -> list[Segment]:
+        if row.kind.startswith("server-"):
+            kind_style = self._style("server")
+        elif row.kind == "notification":
+            kind_style = self._style("notification")
+        elif row.direction.startswith("router"):
+            kind_style = self._style("router")
+        else:
+            kind_style = self._style(row.kind if row.kind in ("request", "response") else "request")
+        status = row.status
+        status_style = self._style(
+            "error"
+            if status.startswith("error")
+            else status
+            if status in ("ok", "pending", "held", "cancelled")
+            else "dim"
+        )
+        method = row.method or ("(answer)" if row.kind.endswith("response") else "")
+        if row.subject:
+            method = f"{method} {row.subject}"
+        if row.kind == "notification":
+            method = f"· {method}"
+        elif row.kind == "server-request":
+            method = f"⇐ {method}"
+        elif row.kind.endswith("response"):
+            method = f"↳ {method}"
+        latency = f"{row.latency_ms:.1f}" if row.latency_ms is not None else ""
+        values = {
+            "time": (self.clock(row.ts), self._style("time")),
+            "dir": (DIRECTION_SHORT.get(row.direction, row.direction), kind_style),
+            "session": (row.session[:8], self._style("dim")),
+            "backend": (row.backend, base),
+            "method": (method, kind_style),
+            "id": ("" if row.msg_id is None else str(row.msg_id), self._style("dim")),
+            "status": (status, status_style),
+            "ms": (latency.rjust(9), base),
+        }
+        segments: list[Segment] = []
+        for name, w in self._columns:
+            text, style = values[name]
+            segments.append(Segment(_fit(text, w) if name != "ms" else text[-w:].rjust(w), base + style))
+            segments.append(Segment(" ", base))
+        return segments
+
+    def header_text(self) -> str:
+        parts = []
+        for name, w in self._columns:
+            parts.append(name.rjust(w) if name == "ms" else _fit(name, w))
+        return " ".join(parts)
