@@ -1,0 +1,191 @@
+"""The terminal UI's main screen (Pilot) against a real router in the test's loop, with real SDK
+fixture backends (HTTP and stdio processes) and real SDK clients."""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+from collections.abc import AsyncIterator
+from typing import Any
+
+import mcp_types as types
+import pytest
+from mcp.shared.exceptions import MCPError
+from textual.pilot import Pilot
+
+from app.proxy.config import BackendConfig
+from app.screens.main import MainScreen
+from app.screens.message_detail import MessageDetailScreen
+from app.trace_model import TraceRow
+from app.tui import RouterTUI
+from tests.support.clients import connect
+from tests.support.inproc import InProcessRouter, serve_router
+from tests.support.procs import pid_alive, run_fixture, stdio_command, wait_for
+
+SIZE = (140, 40)
+
+
+def stdio_backend(name: str) -> BackendConfig:
+    argv = shlex.split(stdio_command(name=name))
+    return BackendConfig(name=name, command=argv[0], args=argv[1:])
+
+
+@contextlib.asynccontextmanager
+async def tui(backends: list[BackendConfig]) -> AsyncIterator[tuple[InProcessRouter, RouterTUI, Pilot[Any]]]:
+    async with serve_router(backends) as r:
+        await wait_for(lambda: all(b.state == "up" for b in r.router.backends.values()), 20, message="backends up")
+        app = RouterTUI(r.control)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: isinstance(app.screen, MainScreen) and app.main.backends, message="main screen")
+            yield r, app, pilot
+
+
+def rows(app: RouterTUI) -> list[TraceRow]:
+    return list(app.main.model.visible)
+
+
+def find(app: RouterTUI, **want: Any) -> TraceRow | None:
+    for row in rows(app):
+        if all(getattr(row, k) == v for k, v in want.items()):
+            return row
+    return None
+
+
+async def test_session_and_its_messages_appear_paired() -> None:
+    async with run_fixture("streamable") as fx, tui([BackendConfig(name="alpha", url=fx.url)]) as (r, app, _pilot):
+        async with connect(r.mcp_url(), "streamable-handshake") as client:
+            await client.call_tool("echo", {"text": "hello"})
+            sid = await wait_for(lambda: app.main.sessions_table.selected_key, message="session row")
+            assert sid in r.router.sessions
+            request = await wait_for(
+                lambda: find(app, kind="request", method="tools/call", subject="echo"), message="request row"
+            )
+            await wait_for(lambda: request.status == "ok", message="request answered")
+            answer = request.partner
+            assert answer is not None and answer.kind == "response" and answer.method == "tools/call"
+            assert answer.latency_ms is not None and request.latency_ms == answer.latency_ms
+            assert request.session == answer.session == sid
+            assert find(app, kind="notification", method="notifications/initialized") is not None
+            # The backend row counts the session; the session row names its client.
+            await wait_for(lambda: app.main.backends["alpha"]["sessions"] == 1, message="session counted")
+            cells = [str(c) for c in app.main.sessions_table.get_row(sid)]
+            assert any("mcp" in c.lower() for c in cells), cells
+
+
+async def test_filter_by_method_and_by_error_status() -> None:
+    async with run_fixture("streamable") as fx, tui([BackendConfig(name="alpha", url=fx.url)]) as (r, app, pilot):
+        async with connect(r.mcp_url(), "streamable-handshake") as client:
+            await client.call_tool("echo", {"text": "one"})
+            with pytest.raises(MCPError):
+                await client.read_resource("nowhere://nothing")
+            await wait_for(lambda: find(app, kind="response", subject="nowhere://nothing"), message="error answer")
+            await pilot.press("slash")
+            assert app.focused is app.screen.query_one("#filter")
+            await pilot.press(*"method:tools/list")
+            assert rows(app) and all(row.method == "tools/list" for row in rows(app))
+            await pilot.press(*["backspace"] * len("method:tools/list"), *"status:error")
+            errors = rows(app)
+            assert errors and all(row.status.startswith("error") for row in errors)
+            assert {row.kind for row in errors} == {"request", "response"}
+            await pilot.press(*["backspace"] * len("status:error"), *"!status:error method:tools/call")
+            await pilot.pause()
+            assert rows(app) and all(r_.subject == "echo" for r_ in rows(app))
+            await pilot.press("escape")
+            assert app.focused is app.main.trace
+
+
+async def test_pause_keeps_counting_and_resume_shows_what_waited() -> None:
+    async with run_fixture("streamable") as fx, tui([BackendConfig(name="alpha", url=fx.url)]) as (r, app, pilot):
+        async with connect(r.mcp_url(), "streamable-handshake") as client:
+            await client.call_tool("echo", {"text": "before"})
+            await wait_for(lambda: find(app, subject="echo", kind="response"), message="first call")
+            await pilot.press("p")
+            assert app.main.paused
+            shown = len(rows(app))
+            await client.call_tool("add", {"a": 1, "b": 2})
+            await wait_for(lambda: len(app.main.waiting) >= 2, message="traffic waiting while paused")
+            assert len(rows(app)) == shown and find(app, subject="add") is None
+            assert "paused, " in str(app.main.query_one("#trace-panel").border_subtitle)
+            await pilot.press("p")
+            assert not app.main.paused and not app.main.waiting
+            request = find(app, subject="add", kind="request")
+            assert request is not None and request.status == "ok"
+            await pilot.press("c")
+            assert rows(app) == []
+
+
+async def test_message_detail_shows_request_and_response() -> None:
+    async with run_fixture("streamable") as fx, tui([BackendConfig(name="alpha", url=fx.url)]) as (r, app, pilot):
+        async with connect(r.mcp_url(), "streamable-handshake") as client:
+            await client.call_tool("echo", {"text": "look at me"})
+            request = await wait_for(lambda: find(app, subject="echo", kind="request", status="ok"), message="call")
+            app.main.trace.focus()
+            app.main.trace.cursor = request
+            await pilot.press("enter")
+            assert isinstance(app.screen, MessageDetailScreen)
+            text = app.screen.query_one("#detail-json").text  # type: ignore[attr-defined]
+            assert '"method": "tools/call"' in text and '"look at me"' in text
+            assert '"result"' in text and text.index('"method"') < text.index('"result"')
+            await pilot.press("escape")
+            assert isinstance(app.screen, MainScreen)
+
+
+async def test_restart_disable_enable_remove_a_stdio_backend() -> None:
+    async with tui([stdio_backend("one"), stdio_backend("two")]) as (r, app, pilot):
+        table = app.main.backends_table
+        table.focus()
+        table.select_key("one")
+        old_pids = list(r.router.backends["one"].pids)
+        await pilot.press("r")
+        await wait_for(
+            lambda: find(app, kind="mark", backend="one", status="restarting"), 20, message="restarting mark"
+        )
+        await wait_for(lambda: app.main.backends["one"]["restarts"] == 1, 20, message="restart counted")
+        assert app.main.backends["one"]["state"] == "up"
+        assert find(app, kind="mark", backend="one", status="up") is not None
+        await wait_for(lambda: not any(pid_alive(p) for p in old_pids), message="old process gone")
+
+        await pilot.press("space")
+        await wait_for(lambda: app.main.backends["one"]["state"] == "disabled", message="disabled")
+        assert "disabled" in str(table.get_row("one"))
+        await pilot.press("space")
+        await wait_for(lambda: app.main.backends["one"]["state"] == "up", 20, message="enabled again")
+
+        table.select_key("two")
+        two_pids = list(r.router.backends["two"].pids)
+        await pilot.press("d")
+        from app.screens.confirm import ConfirmDialog
+
+        await wait_for(lambda: isinstance(app.screen, ConfirmDialog), message="confirm dialog")
+        app.screen.dismiss(True)
+        await wait_for(lambda: "two" not in app.main.backends, message="removed")
+        assert "two" not in r.router.backends and table.row_count == 1
+        await wait_for(lambda: not any(pid_alive(p) for p in two_pids), message="removed backend's process gone")
+
+
+async def test_a_backend_added_through_the_control_shows_and_serves() -> None:
+    async with run_fixture("streamable") as fx, tui([stdio_backend("one")]) as (r, app, _pilot):
+        await r.control.add_backend({"name": "web", "url": fx.url})
+        await wait_for(lambda: app.main.backends.get("web", {}).get("state") == "up", 20, message="added, up")
+        async with connect(r.mcp_url("web"), "streamable-handshake") as client:
+            result = await client.call_tool("echo", {"text": "via web"})
+            block = result.content[0]
+            assert isinstance(block, types.TextContent) and block.text == "via web"
+        assert await wait_for(lambda: find(app, backend="web", subject="echo"), message="traffic of web")
+
+
+async def test_help_and_palette_and_quit() -> None:
+    async with tui([stdio_backend("one")]) as (_r, app, pilot):
+        await pilot.press("question_mark")
+        from app.screens.help import HelpScreen
+
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+        from app.tui import BackendCommands
+
+        titles = [text for text, _cb, _help in BackendCommands(app.screen, None)._commands()]
+        assert {"Restart backend one", "Disable backend one", "Remove backend one…", "Add backend…"} <= set(titles)
+        assert {"Clear trace", "Pause trace"} <= set(titles)
+        await pilot.press("q")
+        await wait_for(lambda: app.return_code == 0, message="app exits")
