@@ -60,7 +60,7 @@ class RouterTUI(App[int]):
     CSS_PATH = "tui.tcss"
     TITLE = "mcp-dev-router"
     COMMANDS = App.COMMANDS | {BackendCommands}
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (170, "-wide")]  # noqa: RUF012
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),

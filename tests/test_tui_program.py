@@ -23,14 +23,14 @@ import httpx
 import pytest
 
 from tests.support.clients import connect
-from tests.support.procs import HOST, REPO_ROOT, pid_alive, stop_popen, wait_for
+from tests.support.procs import HOST, REPO_ROOT, pid_alive, stop_process, wait_for
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 
 
 @dataclass
 class TuiProcess:
-    proc: subprocess.Popen[bytes]
+    proc: asyncio.subprocess.Process
     master: int
     url: str = ""
     screen: bytearray = field(default_factory=bytearray)
@@ -51,8 +51,11 @@ async def run_tui(*args: str) -> AsyncIterator[TuiProcess]:
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "140", "LINES": "40"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", *args],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app",
+        *args,
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -82,7 +85,7 @@ async def run_tui(*args: str) -> AsyncIterator[TuiProcess]:
         yield tui
     finally:
         loop.remove_reader(master)
-        stop_popen(proc)
+        await stop_process(proc)
         os.close(master)
 
 
@@ -103,8 +106,7 @@ async def test_quit_ends_everything(how: str) -> None:
             tui.type("q")
         else:
             tui.proc.send_signal(signal.SIGTERM)
-        code = await wait_for(lambda: tui.proc.poll() is not None and (tui.proc.returncode,), 15, message="exit")
-        assert code == (0,)
+        assert await asyncio.wait_for(tui.proc.wait(), 15) == 0
         await wait_for(lambda: not any(pid_alive(p) for p in pids), message="demo processes gone")
         assert "stopped" in log_file().read_text()
 

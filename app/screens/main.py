@@ -135,6 +135,9 @@ class MainScreen(Screen[None]):
             )
         yield Footer()
 
+    def on_trace_view_columns_changed(self) -> None:
+        self.query_one("#trace-columns", Static).update(self.trace.header_text())
+
     @property
     def trace(self) -> TraceView:
         return self.query_one(TraceView)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from rich.text import Text
+from textual.markup import escape
 from textual.widgets import Static
 
 
 class RouterHeader(Static):
     DEFAULT_CSS = """
-    RouterHeader { height: 2; padding: 0 1; background: $panel; }
+    RouterHeader { height: 2; padding: 0 1; background: $panel; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def show(
@@ -21,26 +21,16 @@ class RouterHeader(Static):
         sessions: int,
         rate: float,
     ) -> None:
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append("mcp-dev-router ", style="bold")
         if url is None:
-            text.append("not listening", style="bold red")
+            where = "[b $error]not listening[/]"
         elif default is None:
-            text.append(f"{url}  ", style="bold")
-            text.append("no backend yet: press a to add one", style="italic")
+            where = f"[b]{escape(url)}[/]  [i]no backend yet: press a to add one[/]"
         else:
-            text.append(f"{url}/mcp", style="bold underline")
-            text.append("  ")
-            text.append(f"{url}/sse", style="underline")
-            text.append(f"  ({default})", style="dim")
-            text.append("  per backend: ", style="dim")
-            text.append(f"{url}/mcp/NAME  /sse/NAME", style="")
-        text.append("\n")
-        text.append(f"up {uptime}", style="dim")
-        text.append("  backends ")
-        text.append(
-            f"{backends_up}/{backends_total} up", style="bold green" if backends_up == backends_total else "bold yellow"
+            u = escape(url)
+            where = f"[b u]{u}/mcp[/]  [u]{u}/sse[/]  [dim]({escape(default)})   per backend:[/] /mcp/NAME  /sse/NAME"
+        health = "$success" if backends_up == backends_total else "$warning"
+        self.update(
+            f"[b]mcp-dev-router[/]  {where}\n"
+            f"[dim]up {uptime}[/]   backends [b {health}]{backends_up}/{backends_total} up[/]"
+            f"   sessions [b]{sessions}[/]   [b]{rate:.1f}[/] msg/s"
         )
-        text.append(f"  sessions {sessions}")
-        text.append(f"  {rate:.1f} msg/s")
-        self.update(text)

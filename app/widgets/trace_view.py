@@ -56,6 +56,14 @@ WIDE: Columns = (
 NARROW: Columns = (("time", 12), ("dir", 3), ("session", 8), ("method", 22), ("id", 6), ("status", 12), ("ms", 8))
 
 
+def fit_columns(width: int) -> Columns:
+    """The columns for a panel this wide: the method column takes what the others leave."""
+    base = WIDE if width >= 100 else NARROW
+    fixed = sum(w + 1 for name, w in base if name != "method")
+    method = max(16, min(60, width - fixed - 1))
+    return tuple((name, method if name == "method" else w) for name, w in base)
+
+
 class TraceView(ScrollView, can_focus=True):
     """The trace panel's list of messages."""
 
@@ -78,7 +86,7 @@ class TraceView(ScrollView, can_focus=True):
     }
 
     DEFAULT_CSS = """
-    TraceView { background: $surface; }
+    TraceView { background: $surface; scrollbar-size-vertical: 1; }
     TraceView > .trace--header { text-style: bold; color: $text-muted; }
     TraceView > .trace--time { color: $text-muted; }
     TraceView > .trace--request { color: $text; }
@@ -108,6 +116,9 @@ class TraceView(ScrollView, can_focus=True):
 
     follow: reactive[bool] = reactive(True)
     new_while_away: reactive[int] = reactive(0)
+
+    class ColumnsChanged(Message):
+        """The panel's width changed the columns: the header line above must follow."""
 
     class Open(Message):
         """The user asked for a row's full message."""
@@ -154,19 +165,29 @@ class TraceView(ScrollView, can_focus=True):
         return sum(w + 1 for _, w in self._columns)
 
     def on_resize(self, event: events.Resize) -> None:
-        columns = WIDE if event.size.width >= sum(w + 1 for _, w in WIDE) else NARROW
-        if columns is not self._columns:
+        # One column is kept for the vertical scrollbar, so lines fit whether or not it shows.
+        columns = fit_columns(event.size.width - 1)
+        if columns != self._columns:
             self._columns = columns
             self._cache.clear()
+            self.post_message(self.ColumnsChanged())
         self.rows_changed(0)
+        if self.follow:
+            self.call_after_refresh(self._to_end)
+
+    def _to_end(self) -> None:
+        if self.follow:
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
 
     # ------------------------------------------------------------------ scrolling and cursor
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
-        at_end = new >= self.max_scroll_y
-        if at_end and not self.follow and self.cursor is None:
+        # Following stops only by the user's doing (wheel, keys, click); reaching the end again resumes.
+        if not self.follow and self.cursor is None and new >= self.max_scroll_y and new > old:
             self.follow = True
-        elif not at_end and self.follow:
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        if self.max_scroll_y > 0:
             self.follow = False
 
     def watch_follow(self, follow: bool) -> None:
@@ -260,7 +281,7 @@ class TraceView(ScrollView, can_focus=True):
             strip = Strip(self._segments(row, base))
         if selected:
             strip = strip.apply_style(self._style("cursor"))
-        return strip.extend_cell_length(max(width, self._line_width()), base)
+        return strip.crop(0, max(width, self._line_width())).extend_cell_length(max(width, self._line_width()), base)
 
     def _segments(self, row: TraceRow, base: Style) -> list[Segment]:
         if row.kind.startswith("server-"):
