@@ -52,7 +52,7 @@ def find(app: RouterTUI, **want: Any) -> TraceRow | None:
 
 
 async def test_session_and_its_messages_appear_paired() -> None:
-    async with run_fixture("streamable") as fx, tui([BackendConfig(name="alpha", url=fx.url)]) as (r, app, _pilot):
+    async with run_fixture("streamable") as fx, tui([BackendConfig(name="alpha", url=fx.url)]) as (r, app, pilot):
         async with connect(r.mcp_url(), "streamable-handshake") as client:
             await client.call_tool("echo", {"text": "hello"})
             sid = await wait_for(lambda: app.main.sessions_table.selected_key, message="session row")
@@ -70,6 +70,23 @@ async def test_session_and_its_messages_appear_paired() -> None:
             await wait_for(lambda: app.main.backends["alpha"]["sessions"] == 1, message="session counted")
             cells = [str(c) for c in app.main.sessions_table.get_row(sid)]
             assert any("mcp" in c.lower() for c in cells), cells
+
+            # Selecting the session filters the trace to it; x closes it (after a confirmation).
+            async with connect(r.mcp_url(), "streamable-handshake") as other:
+                await other.list_tools()
+                await wait_for(lambda: len(app.main.sessions) == 2, message="second session")
+                app.main.sessions_table.focus()
+                app.main.sessions_table.select_key(sid)
+                await pilot.press("enter")
+                assert app.main.model.filter_text == f"session:{sid[:8]}"
+                assert rows(app) and all(row.session == sid for row in rows(app))
+                await pilot.press("x")
+                from app.screens.confirm import ConfirmDialog
+
+                await wait_for(lambda: isinstance(app.screen, ConfirmDialog), message="confirm dialog")
+                await pilot.press("y")
+                await wait_for(lambda: sid not in r.router.sessions, message="session closed")
+                await wait_for(lambda: app.main.sessions_table.row_count == 1, message="its row gone")
 
 
 async def test_filter_by_method_and_by_error_status() -> None:
@@ -141,6 +158,9 @@ async def test_restart_disable_enable_remove_a_stdio_backend() -> None:
             lambda: find(app, kind="mark", backend="one", status="restarting"), 20, message="restarting mark"
         )
         await wait_for(lambda: app.main.backends["one"]["restarts"] == 1, 20, message="restart counted")
+        await wait_for(
+            lambda: any("swapped" in n.message for n in app._notifications), message="a toast says it was swapped"
+        )
         assert app.main.backends["one"]["state"] == "up"
         assert find(app, kind="mark", backend="one", status="up") is not None
         await wait_for(lambda: not any(pid_alive(p) for p in old_pids), message="old process gone")
@@ -163,15 +183,24 @@ async def test_restart_disable_enable_remove_a_stdio_backend() -> None:
         await wait_for(lambda: not any(pid_alive(p) for p in two_pids), message="removed backend's process gone")
 
 
-async def test_a_backend_added_through_the_control_shows_and_serves() -> None:
-    async with run_fixture("streamable") as fx, tui([stdio_backend("one")]) as (r, app, _pilot):
-        await r.control.add_backend({"name": "web", "url": fx.url})
+async def test_add_a_backend_with_the_dialog_then_call_it() -> None:
+    from app.screens.add_backend import AddBackendDialog
+
+    async with run_fixture("streamable") as fx, tui([stdio_backend("one")]) as (r, app, pilot):
+        await pilot.press("a")
+        dialog = await wait_for(lambda: isinstance(app.screen, AddBackendDialog) and app.screen, message="dialog")
+        dialog.query_one("#name").focus()
+        await pilot.press(*"web")
+        dialog.query_one("#url").focus()
+        await pilot.press(*f"127.0.0.1:{fx.port}/mcp", "enter")
+        await wait_for(lambda: isinstance(app.screen, MainScreen), message="dialog closed")
         await wait_for(lambda: app.main.backends.get("web", {}).get("state") == "up", 20, message="added, up")
+        await wait_for(lambda: app.main.backends_table.selected_key == "web", message="new row selected")
         async with connect(r.mcp_url("web"), "streamable-handshake") as client:
-            result = await client.call_tool("echo", {"text": "via web"})
+            result = await client.call_tool("echo", {"text": "via the dialog"})
             block = result.content[0]
-            assert isinstance(block, types.TextContent) and block.text == "via web"
-        assert await wait_for(lambda: find(app, backend="web", subject="echo"), message="traffic of web")
+            assert isinstance(block, types.TextContent) and block.text == "via the dialog"
+        assert await wait_for(lambda: find(app, backend="web", subject="echo"), message="its traffic in the trace")
 
 
 async def test_help_and_palette_and_quit() -> None:
