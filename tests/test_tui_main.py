@@ -3,6 +3,7 @@ fixture backends (HTTP and stdio processes) and real SDK clients."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shlex
 from collections.abc import AsyncIterator
@@ -201,6 +202,23 @@ async def test_add_a_backend_with_the_dialog_then_call_it() -> None:
             block = result.content[0]
             assert isinstance(block, types.TextContent) and block.text == "via the dialog"
         assert await wait_for(lambda: find(app, backend="web", subject="echo"), message="its traffic in the trace")
+
+
+async def test_a_request_to_a_disabled_backend_shows_held_then_answered() -> None:
+    async with tui([stdio_backend("one")]) as (r, app, pilot):
+        async with connect(r.mcp_url("one"), "streamable-handshake") as client:
+            await client.list_tools()
+            app.main.backends_table.focus()
+            await pilot.press("space")
+            await wait_for(lambda: app.main.backends["one"]["state"] == "disabled", message="disabled")
+            call = asyncio.create_task(client.call_tool("echo", {"text": "waited"}))
+            held = await wait_for(lambda: find(app, subject="echo", kind="request"), message="the call in the trace")
+            assert held.status == "held"
+            await pilot.press("space")
+            result = await asyncio.wait_for(call, 20)
+            block = result.content[0]
+            assert isinstance(block, types.TextContent) and block.text == "waited"
+            await wait_for(lambda: held.status == "ok" and held.partner is not None, message="answered")
 
 
 async def test_help_and_palette_and_quit() -> None:
