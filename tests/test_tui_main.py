@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import shlex
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
@@ -14,13 +15,15 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from textual.pilot import Pilot
 
+from app.control import LocalControl
 from app.proxy.config import BackendConfig
+from app.proxy.router import Router
 from app.screens.main import MainScreen
 from app.screens.message_detail import MessageDetailScreen
 from app.trace_model import TraceRow
 from app.tui import RouterTUI
 from tests.support.clients import connect
-from tests.support.inproc import InProcessRouter, serve_router
+from tests.support.inprocess import served_router
 from tests.support.procs import pid_alive, run_fixture, stdio_command, wait_for
 
 SIZE = (140, 40)
@@ -32,13 +35,22 @@ def stdio_backend(name: str) -> BackendConfig:
 
 
 @contextlib.asynccontextmanager
-async def tui(backends: list[BackendConfig]) -> AsyncIterator[tuple[InProcessRouter, RouterTUI, Pilot[Any]]]:
-    async with serve_router(backends) as r:
-        await wait_for(lambda: all(b.state == "up" for b in r.router.backends.values()), 20, message="backends up")
-        app = RouterTUI(r.control)
+async def tui(backends: list[BackendConfig]) -> AsyncIterator[tuple[Served, RouterTUI, Pilot[Any]]]:
+    async with served_router(*backends) as (router, control):
+        await wait_for(lambda: all(b.state == "up" for b in router.backends.values()), 20, message="backends up")
+        app = RouterTUI(control)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(lambda: isinstance(app.screen, MainScreen) and app.main.backends, message="main screen")
-            yield r, app, pilot
+            yield Served(router, control), app, pilot
+
+
+@dataclass
+class Served:
+    router: Router
+    control: LocalControl
+
+    def mcp_url(self, name: str | None = None) -> str:
+        return f"{self.control.url}/mcp" + (f"/{name}" if name else "")
 
 
 def rows(app: RouterTUI) -> list[TraceRow]:

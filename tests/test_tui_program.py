@@ -95,7 +95,7 @@ async def demo_pids(url: str) -> list[int]:
     return [pid for b in status["backends"] for pid in b["pids"]]
 
 
-@pytest.mark.parametrize("how", ["q", "sigterm"])
+@pytest.mark.parametrize("how", ["q", "ctrl+c", "sigterm"])
 async def test_quit_ends_everything(how: str) -> None:
     async with run_tui("--demo", "--port", "0") as tui:
         pids = await wait_for(lambda: demo_pids(tui.url), 20, message="demo backend process")
@@ -104,6 +104,8 @@ async def test_quit_ends_everything(how: str) -> None:
         await wait_for(lambda: b"tools/call echo" in tui.screen, message="the call on screen")
         if how == "q":
             tui.type("q")
+        elif how == "ctrl+c":
+            tui.type("\x03")  # the terminal is raw while the UI runs: ctrl+c is a key, not SIGINT
         else:
             tui.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(tui.proc.wait(), 15) == 0
