@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Footer, Input
 
 from app.control import ControlError, EventFeed, RouterControl
 from app.proxy.events import BackendListEvent, BackendStateEvent, Event, HealthEvent, SessionEvent, TrafficEvent
@@ -26,9 +26,9 @@ from app.widgets.backends_table import BackendsTable
 from app.widgets.formatting import duration
 from app.widgets.header import RouterHeader
 from app.widgets.sessions_table import SessionsTable
-from app.widgets.trace_view import TraceView, clock_text
+from app.widgets.trace_view import TraceColumns, TraceView, clock_text
 
-TICK = 0.08  # the trace is drawn at most this often, whatever the traffic
+TICK = 0.1  # the trace is drawn at most this often, whatever the traffic
 PROBES_KEPT = 30
 
 # Every key of the main screen, for the help screen (section, [(key, what)]).
@@ -127,7 +127,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="sessions-panel", classes="panel"):
                 yield SessionsTable(id="sessions")
         with Vertical(id="trace-panel", classes="panel"):
-            yield Static(id="trace-columns")
+            yield TraceColumns(id="trace-columns")
             yield TraceView(self.model, clock=self.time_text, id="trace")
             yield Input(
                 placeholder="filter: text  method:  backend:  session:  dir:  kind:  status:error  id:  (! negates)",
@@ -136,7 +136,7 @@ class MainScreen(Screen[None]):
         yield Footer()
 
     def on_trace_view_columns_changed(self) -> None:
-        self.query_one("#trace-columns", Static).update(self.trace.header_text())
+        self._show_trace_title()
 
     @property
     def trace(self) -> TraceView:
@@ -160,7 +160,6 @@ class MainScreen(Screen[None]):
         for name in self.backends:
             await self._seed_probes(name)
         self._show_trace_title()
-        self.query_one("#trace-columns", Static).update(self.trace.header_text())
         self.set_interval(TICK, self._tick)
         self.set_interval(1.0, self._each_second)
         self.trace.focus()
@@ -323,11 +322,14 @@ class MainScreen(Screen[None]):
         trace = self.trace
         if not trace.follow and trace.new_while_away:
             parts.append(f"[b $accent]{trace.new_while_away} new (end)[/]")
+        subtitle = " · ".join(parts)
+        panel = self.query_one("#trace-panel")
+        if panel.border_subtitle != subtitle:  # a new subtitle repaints the whole panel: only on change
+            panel.border_subtitle = subtitle
+        # The counts change with every batch: they live on the one-line column header instead.
         dropped = self.model.dropped + self.waiting_dropped
-        parts.append(f"{len(self.model.visible)}/{len(self.model.rows)} rows")
-        if dropped:
-            parts.append(f"{dropped} dropped")
-        self.query_one("#trace-panel").border_subtitle = " · ".join(parts)
+        counts = f"{len(self.model.visible)}/{len(self.model.rows)} rows" + (f" · {dropped} dropped" if dropped else "")
+        self.query_one("#trace-columns", TraceColumns).show(self.trace.header_text(), counts)
 
     # ------------------------------------------------------------------ trace keys
     def action_filter(self) -> None:

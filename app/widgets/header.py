@@ -29,8 +29,9 @@ class RouterHeader(Static):
             u = escape(url)
             where = f"[b u]{u}/mcp[/]  [u]{u}/sse[/]  [dim]({escape(default)})   per backend:[/] /mcp/NAME  /sse/NAME"
         health = "$success" if backends_up == backends_total else "$warning"
-        self.update(
+        self.update(  # two lines, always: no layout needed
             f"[b]mcp-dev-router[/]  {where}\n"
             f"[dim]up {uptime}[/]   backends [b {health}]{backends_up}/{backends_total} up[/]"
-            f"   sessions [b]{sessions}[/]   [b]{rate:.1f}[/] msg/s"
+            f"   sessions [b]{sessions}[/]   [b]{rate:.1f}[/] msg/s",
+            layout=False,
         )

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
@@ -22,6 +23,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widget import Widget
 
 from app.trace_model import DIRECTION_SHORT, TraceModel, TraceRow
 
@@ -134,12 +136,12 @@ class TraceView(ScrollView, can_focus=True):
         self.cursor: TraceRow | None = None
         self._cache: LRUCache[tuple[int, int, int, bool], Strip] = LRUCache(2000)
         self._columns: Columns = WIDE
+        self._styles: dict[str, Style] = {}
 
     # ------------------------------------------------------------------ feeding
     def rows_changed(self, added: int, dropped_front: int = 0) -> None:
         """The model's visible rows changed: resize, keep the view where it was or follow the end."""
-        height = len(self.model.visible)
-        self.virtual_size = Size(self._line_width(), height)
+        self._set_virtual_size(Size(self._line_width(), len(self.model.visible)))
         if self.follow:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         else:
@@ -148,6 +150,19 @@ class TraceView(ScrollView, can_focus=True):
                 # Rows fell off the top: shift so the lines under the user's eyes stay put.
                 self.scroll_to(y=max(0, self.scroll_y - dropped_front), animate=False, immediate=True)
         self.refresh()
+
+    def _set_virtual_size(self, new: Size) -> None:
+        """Grow the scrollable height without a layout of the whole screen when that changes
+        nothing else: a layout per batch would repaint every widget several times a second."""
+        old = self.virtual_size
+        if new == old:
+            return
+        room = self.scrollable_content_region.height
+        if self.size.height and new.width == old.width and (old.height > room) == (new.height > room):
+            self.set_reactive(ScrollView.virtual_size, new)
+            self._scroll_update(new)
+        else:
+            self.virtual_size = new
 
     def reset(self) -> None:
         """The whole visible list changed (filter, clear): redraw from scratch, back at the end."""
@@ -259,7 +274,7 @@ class TraceView(ScrollView, can_focus=True):
         width = self.size.width
         visible = self.model.visible
         if index >= len(visible):
-            return Strip.blank(width, self.rich_style)
+            return self._blank(width)
         row = visible[index]
         selected = row is self.cursor
         key = (row.seq, row.version, width, selected)
@@ -267,21 +282,41 @@ class TraceView(ScrollView, can_focus=True):
         if strip is None:
             strip = self._render_row(row, width, selected)
             self._cache[key] = strip
-        return strip.crop(scroll_x, scroll_x + width)
+        return strip if scroll_x == 0 and strip.cell_length == width else strip.crop(scroll_x, scroll_x + width)
+
+    def _blank(self, width: int) -> Strip:
+        key = (-1, 0, width, False)
+        strip = self._cache.get(key)
+        if strip is None:
+            strip = self._cache[key] = Strip.blank(width, self.rich_style)
+        return strip
 
     def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(f"trace--{name}")
+        # Looked up for every cell of every new line: cached until the styles change (theme, CSS).
+        style = self._styles.get(name)
+        if style is None:
+            style = self._styles[name] = self.get_component_rich_style(f"trace--{name}")
+        return style
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles = {}
+        self._cache.clear()
 
     def _render_row(self, row: TraceRow, width: int, selected: bool) -> Strip:
+        """One Strip of exactly the line's width (each Strip costs: no crop, extend or restyle after)."""
         base = self.rich_style
+        if selected:
+            base = base + self._style("cursor")
+        length = max(width, self._line_width())
         if row.kind == "mark":
             text = f"{self.clock(row.ts)} ─── {row.text} "
-            strip = Strip([Segment(_fit(text, max(width, len(text))), base + self._style("mark"))])
-        else:
-            strip = Strip(self._segments(row, base))
-        if selected:
-            strip = strip.apply_style(self._style("cursor"))
-        return strip.crop(0, max(width, self._line_width())).extend_cell_length(max(width, self._line_width()), base)
+            return Strip([Segment(_fit(text, length), base + self._style("mark"))], length)
+        segments = self._segments(row, base)
+        used = self._line_width()
+        if length > used:
+            segments.append(Segment(" " * (length - used), base))
+        return Strip(segments, length)
 
     def _segments(self, row: TraceRow, base: Style) -> list[Segment]:
         if row.kind.startswith("server-"):
@@ -323,8 +358,9 @@ class TraceView(ScrollView, can_focus=True):
         segments: list[Segment] = []
         for name, w in self._columns:
             text, style = values[name]
-            segments.append(Segment(_fit(text, w) if name != "ms" else text[-w:].rjust(w), base + style))
-            segments.append(Segment(" ", base))
+            cell = _fit(text, w) if name != "ms" else text[-w:].rjust(w)
+            # The gap travels with its cell: half the segments to style and filter on every frame.
+            segments.append(Segment(cell + " ", base + style))
         return segments
 
     def header_text(self) -> str:
@@ -332,3 +368,26 @@ class TraceView(ScrollView, can_focus=True):
         for name, w in self._columns:
             parts.append(name.rjust(w) if name == "ms" else _fit(name, w))
         return " ".join(parts)
+
+
+class TraceColumns(Widget):
+    """The trace's column titles, and on the right the row counts (which change with every batch,
+    so they are one cheap line rather than the panel's border)."""
+
+    DEFAULT_CSS = """
+    TraceColumns { height: 1; color: $text-muted; text-style: bold; background: $surface; }
+    """
+
+    titles: reactive[str] = reactive("")
+    counts: reactive[str] = reactive("")
+
+    def show(self, titles: str, counts: str) -> None:
+        self.titles = titles
+        self.counts = counts
+
+    def render(self) -> Text:
+        gap = max(1, self.size.width - len(self.titles) - len(self.counts) - 1)
+        text = Text(self.titles, no_wrap=True, overflow="crop")
+        text.append(" " * gap)
+        text.append(self.counts, style="not bold")
+        return text
