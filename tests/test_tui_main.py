@@ -140,6 +140,17 @@ async def test_pause_keeps_counting_and_resume_shows_what_waited() -> None:
             assert not app.main.paused and not app.main.waiting
             request = find(app, subject="add", kind="request")
             assert request is not None and request.status == "ok"
+            # Scrolled up (a message selected), new traffic is counted, not followed; end follows again.
+            app.main.trace.focus()
+            await pilot.press("up")
+            assert not app.main.trace.follow
+            await client.call_tool("echo", {"text": "while away"})
+            await wait_for(lambda: app.main.trace.new_while_away >= 2, message="new lines counted")
+            await wait_for(
+                lambda: "new (end)" in str(app.main.query_one("#trace-panel").border_subtitle), message="N new marker"
+            )
+            await pilot.press("end")
+            assert app.main.trace.follow and app.main.trace.scroll_y == app.main.trace.max_scroll_y
             await pilot.press("c")
             assert rows(app) == []
 
