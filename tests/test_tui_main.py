@@ -257,5 +257,14 @@ async def test_help_and_palette_and_quit() -> None:
         titles = [text for text, _cb, _help in BackendCommands(app.screen, None)._commands()]
         assert {"Restart backend one", "Disable backend one", "Remove backend one…", "Add backend…"} <= set(titles)
         assert {"Clear trace", "Pause trace"} <= set(titles)
+        # Through the palette itself, as a user would.
+        from textual.command import CommandList, CommandPalette
+
+        await pilot.press("ctrl+p")
+        await wait_for(lambda: isinstance(app.screen, CommandPalette), message="palette open")
+        await pilot.press(*"Pause trace")
+        await wait_for(lambda: app.screen.query_one(CommandList).option_count > 0, message="palette hits")
+        await pilot.press("enter")
+        await wait_for(lambda: app.main.paused, message="paused from the palette")
         await pilot.press("q")
         await wait_for(lambda: app.return_code == 0, message="app exits")
