@@ -9,7 +9,6 @@ token `method:` `backend:` `session:` `dir:` `kind:` `status:` `id:`. A leading 
 from __future__ import annotations
 
 import shlex
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -172,9 +171,8 @@ def parse_filter(text: str) -> Predicate | None:
 class TraceModel:
     """A bounded buffer of rows, the filtered view of it, and request/response pairing."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = max(1, capacity)
-        self.clock = clock
         self.rows: deque[TraceRow] = deque()
         self.visible: deque[TraceRow] = deque()
         self.dropped = 0  # rows that fell out of the buffer (and events the feed lost)

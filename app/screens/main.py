@@ -98,7 +98,7 @@ class MainScreen(Screen[None]):
         super().__init__()
         self.control = control
         self.clock = clock
-        self.model = TraceModel(trace_buffer, clock)
+        self.model = TraceModel(trace_buffer)
         self.time_text = time_text
         self.feed: EventFeed | None = None
         self.backends: dict[str, JSON] = {}
