@@ -19,7 +19,15 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
 from app.control import ControlError, EventFeed, RouterControl
-from app.proxy.events import BackendListEvent, BackendStateEvent, Event, HealthEvent, SessionEvent, TrafficEvent
+from app.proxy.events import (
+    BackendListEvent,
+    BackendStateEvent,
+    Event,
+    HealthEvent,
+    RouterEvent,
+    SessionEvent,
+    TrafficEvent,
+)
 from app.proxy.jsonrpc import JSON
 from app.trace_model import DEFAULT_CAPACITY, FilterError, TraceModel
 from app.widgets.backends_table import BackendsTable
@@ -155,7 +163,8 @@ class MainScreen(Screen[None]):
         self.query_one("#sessions-panel").border_title = "Sessions"
         self.query_one("#trace-panel").border_title = "Trace"
         # Subscribe before asking for the state: nothing that happens in between is lost.
-        self.feed = self.control.subscribe()
+        # Backend log lines are the detail screen's business: not drained here at all.
+        self.feed = self.control.subscribe(["traffic", "session", "backend_state", "health", "backend_list", "router"])
         await self._refresh_state()
         for name in self.backends:
             await self._seed_probes(name)
@@ -262,6 +271,9 @@ class MainScreen(Screen[None]):
                     self.probes.pop(ev.backend, None)
                     self.model.backend_states.pop(ev.backend, None)
                 self._state_dirty = True
+            elif isinstance(ev, RouterEvent):
+                if ev.level != "info":
+                    self.notify(ev.text, severity="warning" if ev.level == "warning" else "error")
             elif isinstance(ev, SessionEvent):
                 if ev.action in ("closed", "ended"):
                     self.session_counts.pop(ev.session, None)
