@@ -65,7 +65,7 @@ HELP: list[tuple[str, list[tuple[str, str]]]] = [
             ("escape", "leave the filter (it stays applied)"),
             ("p", "pause / resume (traffic is kept and counted)"),
             ("c", "clear the trace"),
-            ("up / down", "select a message"),
+            ("up, down", "select a message"),
             ("end", "follow the newest messages again"),
             ("enter", "the selected message's full JSON, request and response"),
         ],
@@ -73,7 +73,7 @@ HELP: list[tuple[str, list[tuple[str, str]]]] = [
     (
         "Everywhere",
         [
-            ("tab / shift+tab", "next / previous panel"),
+            ("tab", "next panel (shift+tab: previous); the mouse works too"),
             ("ctrl+p", "command palette: every backend action"),
             ("?", "this help"),
             ("q, ctrl+c", "quit (sessions closed, backends stopped)"),
