@@ -8,6 +8,7 @@ import contextlib
 import shlex
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mcp_types as types
@@ -22,6 +23,7 @@ from app.screens.main import MainScreen
 from app.screens.message_detail import MessageDetailScreen
 from app.trace_model import TraceRow
 from app.tui import RouterTUI
+from tests.hotswap_support import stdio_backend_command, write_stdio_server
 from tests.support.clients import connect
 from tests.support.inprocess import served_router
 from tests.support.procs import pid_alive, run_fixture, stdio_command, wait_for
@@ -242,6 +244,22 @@ async def test_a_request_to_a_disabled_backend_shows_held_then_answered() -> Non
             block = result.content[0]
             assert isinstance(block, types.TextContent) and block.text == "waited"
             await wait_for(lambda: held.status == "ok" and held.partner is not None, message="answered")
+
+
+async def test_a_failed_build_is_announced_and_the_old_one_keeps_serving(tmp_path: Path) -> None:
+    script = write_stdio_server(tmp_path, "v1")
+    argv = shlex.split(stdio_backend_command(script))
+    async with tui([BackendConfig(name="dev", command=argv[0], args=argv[1:])]) as (r, app, pilot):
+        old_pids = list(r.router.backends["dev"].pids)
+        script.write_text("import sys\nsys.exit('SyntaxError: the build is broken')\n")
+        app.main.backends_table.focus()
+        await pilot.press("r")
+        await wait_for(
+            lambda: any(n.title == "build failed" for n in app._notifications), 20, message="a toast says the build failed"
+        )
+        assert app.main.backends["dev"]["state"] == "up"
+        assert all(pid_alive(p) for p in old_pids)
+        assert not any(n.title == "refused" for n in app._notifications)  # announced once
 
 
 async def test_help_and_palette_and_quit() -> None:

@@ -485,7 +485,9 @@ class MainScreen(Screen[None]):
             elif action == "restart":
                 await self.control.restart(name)
         except ControlError as exc:
-            self.notify(f"{action} {name}: {exc.message}", title="refused", severity="error")
+            # A build that failed is announced by its state change (as for a restart on file change).
+            if not (action == "restart" and exc.message.startswith("restart failed")):
+                self.notify(f"{action} {name}: {exc.message}", title="refused", severity="error")
         self._state_dirty = True
 
     @on(DataTable.RowSelected, "#backends")
