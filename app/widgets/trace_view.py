@@ -137,18 +137,19 @@ class TraceView(ScrollView, can_focus=True):
         self._cache: LRUCache[tuple[int, int, int, bool], Strip] = LRUCache(2000)
         self._columns: Columns = WIDE
         self._styles: dict[str, Style] = {}
+        self._scrolling = False
 
     # ------------------------------------------------------------------ feeding
     def rows_changed(self, added: int, dropped_front: int = 0) -> None:
         """The model's visible rows changed: resize, keep the view where it was or follow the end."""
         self._set_virtual_size(Size(self._line_width(), len(self.model.visible)))
         if self.follow:
-            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+            self._scroll(self.max_scroll_y)
         else:
             self.new_while_away += added
             if dropped_front:
                 # Rows fell off the top: shift so the lines under the user's eyes stay put.
-                self.scroll_to(y=max(0, self.scroll_y - dropped_front), animate=False, immediate=True)
+                self._scroll(max(0, self.scroll_y - dropped_front))
         self.refresh()
 
     def _set_virtual_size(self, new: Size) -> None:
@@ -192,13 +193,26 @@ class TraceView(ScrollView, can_focus=True):
 
     def _to_end(self) -> None:
         if self.follow:
-            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+            self._scroll(self.max_scroll_y)
 
     # ------------------------------------------------------------------ scrolling and cursor
+    def _scroll(self, y: float) -> None:
+        """Scroll on the view's own account (following, keeping the cursor in sight)."""
+        self._scrolling = True
+        try:
+            self.scroll_to(y=y, animate=False, immediate=True)
+        finally:
+            self._scrolling = False
+
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
-        # Following stops only by the user's doing (wheel, keys, click); reaching the end again resumes.
-        if not self.follow and self.cursor is None and new >= self.max_scroll_y and new > old:
+        if self._scrolling:
+            return
+        # The user scrolled (wheel, scrollbar): up stops following, back to the end resumes it.
+        # (A shrinking trace clamps scroll_y down to the new end: that is not the user's doing.)
+        if new < old and new < self.max_scroll_y and self.follow:
+            self.follow = False
+        elif not self.follow and self.cursor is None and new >= self.max_scroll_y and new > old:
             self.follow = True
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
@@ -234,22 +248,22 @@ class TraceView(ScrollView, can_focus=True):
     def _show(self, index: int) -> None:
         height = self.scrollable_content_region.height
         if index < self.scroll_y:
-            self.scroll_to(y=index, animate=False, immediate=True)
+            self._scroll(index)
         elif index >= self.scroll_y + height:
-            self.scroll_to(y=index - height + 1, animate=False, immediate=True)
+            self._scroll(index - height + 1)
 
     def action_first(self) -> None:
         if self.model.visible:
             self.cursor = self.model.visible[0]
             self.follow = False
-            self.scroll_to(y=0, animate=False, immediate=True)
+            self._scroll(0)
             self.refresh()
 
     def action_follow(self) -> None:
         self.cursor = None
         self.follow = True
         self.new_while_away = 0
-        self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+        self._scroll(self.max_scroll_y)
         self.refresh()
 
     def action_open(self) -> None:
