@@ -125,6 +125,7 @@ class MainScreen(Screen[None]):
         self._rate_at = clock()
         self._state_dirty = True
         self._refreshing = False
+        self._dropped_shown = 0  # in the panel's border, updated once a second (a repaint of the panel)
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -230,6 +231,10 @@ class MainScreen(Screen[None]):
         if elapsed > 0:
             self._rate = self._rate_count / elapsed
         self._rate_count, self._rate_at = 0, now
+        dropped = self.model.dropped + self.waiting_dropped
+        if dropped != self._dropped_shown:
+            self._dropped_shown = dropped
+            self._show_trace_title()
         if self._state_dirty:
             await self._refresh_state()
         else:
@@ -334,6 +339,8 @@ class MainScreen(Screen[None]):
         trace = self.trace
         if not trace.follow and trace.new_while_away:
             parts.append(f"[b $accent]{trace.new_while_away} new (end)[/]")
+        if self._dropped_shown:
+            parts.append(f"{self._dropped_shown:,} dropped")
         subtitle = " · ".join(parts)
         panel = self.query_one("#trace-panel")
         if panel.border_subtitle != subtitle:  # a new subtitle repaints the whole panel: only on change
@@ -402,6 +409,7 @@ class MainScreen(Screen[None]):
         self.waiting.clear()
         self.model.dropped = 0
         self.waiting_dropped = 0
+        self._dropped_shown = 0
         self.trace.reset()
         self._show_trace_title()
 
