@@ -255,7 +255,9 @@ async def test_a_failed_build_is_announced_and_the_old_one_keeps_serving(tmp_pat
         app.main.backends_table.focus()
         await pilot.press("r")
         await wait_for(
-            lambda: any(n.title == "build failed" for n in app._notifications), 20, message="a toast says the build failed"
+            lambda: any(n.title == "build failed" for n in app._notifications),
+            20,
+            message="a toast says the build failed",
         )
         assert app.main.backends["dev"]["state"] == "up"
         assert all(pid_alive(p) for p in old_pids)
