@@ -8,16 +8,19 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 import uvicorn
 
 from app.headless import HeadlessPrinter
 from app.proxy.app import RouterApp
+from app.proxy.events import RouterEvent
 from app.proxy.router import Router
+from app.proxy.tracefile import TraceFileWriter
 from app.server_protocol import CoalescingHttpToolsProtocol
 from app.settings import Settings
+from app.state import Persistence, RuntimeFile
 
 
 class RouterServer(uvicorn.Server):
@@ -53,8 +56,54 @@ def make_router(settings: Settings) -> Router:
     return router
 
 
+def load_state(settings: Settings) -> Persistence:
+    """Take the profile's saved state and merge it into `settings.backends` (the command line wins)."""
+    persistence = Persistence(settings.profile, enabled=settings.persist)
+    settings.backends = persistence.merge(settings.backends, persistence.load())
+    return persistence
+
+
+@contextlib.asynccontextmanager
+async def services(settings: Settings, router: Router, persistence: Persistence) -> AsyncIterator[None]:
+    """What runs beside a started router in any view: saving state on every change, the runtime file
+    for `mcp-router`, the trace file. Warnings go to the event bus (a view shows them)."""
+    notes = [*settings.warnings, *persistence.warnings]
+    if settings.default is not None and settings.default not in router.backends:
+        notes.append(f"--default {settings.default}: no such backend; serving {router.default_name} at /mcp")
+    runtime_file = RuntimeFile()
+    if router.listen_url is not None:
+        problem = runtime_file.write(router.listen_url, settings.profile, settings.token)
+        if problem:
+            notes.append(problem)
+    tracing: asyncio.Task[None] | None = None
+    if settings.trace_file is not None:
+        try:
+            writer = TraceFileWriter(settings.trace_file, int(settings.trace_max_mb * 1024 * 1024))
+            tracing = asyncio.create_task(writer.follow(router.bus), name="trace-file")
+        except OSError as exc:
+            notes.append(f"cannot write the trace file {settings.trace_file}: {exc.strerror}")
+    for note in notes:
+        logging.getLogger("mcp-dev-router").warning("%s", note)  # the TUI's log file keeps them too
+        router.bus.publish(RouterEvent(level="warning", text=note))
+    persistence.attach(router)
+    try:
+        yield
+    finally:
+        runtime_file.remove()
+        await persistence.close(router)
+        if tracing is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(tracing, 2)
+
+
 def make_server(router: Router, settings: Settings) -> RouterServer:
-    app = RouterApp(router, bind_host=settings.host, token=settings.token, allowed_hosts=settings.allowed_hosts)
+    app = RouterApp(
+        router,
+        bind_host=settings.host,
+        token=settings.token,
+        allowed_hosts=settings.allowed_hosts,
+        allow_origins=settings.allow_origins,
+    )
     config = uvicorn.Config(
         app,
         log_config=None,
@@ -81,6 +130,7 @@ async def run_headless(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
+    persistence = load_state(settings)
     port = sock.getsockname()[1]
     router = make_router(settings)
     router.listen_url = url_for(settings.host, port)
@@ -104,15 +154,16 @@ async def run_headless(settings: Settings) -> int:
             printer.info(f"  {name}: {router.listen_url}/mcp/{name}  {router.backends[name].config.target}{mark}")
     await router.start()
     printing = asyncio.create_task(printer.run())
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    stop_wait = asyncio.create_task(stopping.wait())
-    await asyncio.wait({serving, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-    # Close sessions first: their open streams end, so uvicorn's graceful shutdown has nothing to wait for.
-    await router.stop()
-    server.should_exit = True
-    with contextlib.suppress(BaseException):
-        await serving
-    stop_wait.cancel()
+    async with services(settings, router, persistence):
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        stop_wait = asyncio.create_task(stopping.wait())
+        await asyncio.wait({serving, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        # Close sessions first: their open streams end, so uvicorn's graceful shutdown has nothing to wait for.
+        await router.stop()
+        server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await serving
+        stop_wait.cancel()
     printer.sub.close()  # the printer ends once what was queued (the sessions' closing lines) is out
     with contextlib.suppress(BaseException):
         await asyncio.wait_for(printing, 2)
@@ -159,6 +210,7 @@ async def run_tui(settings: Settings) -> int:
 
     log_path = log_to_file()
     port = sock.getsockname()[1]
+    persistence = load_state(settings)
     router = make_router(settings)
     router.listen_url = url_for(settings.host, port)
     logging.getLogger("mcp-dev-router").info("listening on %s", router.listen_url)
@@ -172,12 +224,15 @@ async def run_tui(settings: Settings) -> int:
         with contextlib.suppress(ValueError, RuntimeError):
             loop.add_signal_handler(sig, app.exit, 0)
     try:
-        await app.run_async()
+        async with services(settings, router, persistence):
+            try:
+                await app.run_async()
+            finally:
+                # Sessions first: their open streams end, so uvicorn's graceful shutdown has nothing to wait for.
+                await router.stop()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-        # Sessions first: their open streams end, so uvicorn's graceful shutdown has nothing to wait for.
-        await router.stop()
         server.should_exit = True
         with contextlib.suppress(BaseException):
             await serving

@@ -12,7 +12,7 @@ import orjson
 
 from app import __version__
 from app.proxy.app import is_loopback
-from app.proxy.config import BackendConfig, ConfigError, parse_backend_arg, parse_mcp_servers
+from app.proxy.config import NAME_RE, BackendConfig, ConfigError, parse_backend_arg, parse_header, parse_mcp_servers
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
@@ -35,6 +35,13 @@ class Settings:
     allowed_hosts: list[str] = field(default_factory=list)
     session_idle_timeout: float = 1800.0
     trace_buffer: int = 10_000
+    profile: str = "default"
+    persist: bool = True
+    trace_file: Path | None = None
+    trace_max_mb: float = 50.0
+    allow_origins: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Things to say at start that did not stop it (skipped config entries)."""
 
 
 def demo_backend() -> BackendConfig:
@@ -48,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n"
         "  mcp-router-tui --demo\n"
         "  mcp-router-tui -b weather=http://127.0.0.1:8000/mcp\n"
-        '  mcp-router-tui -b "files=python server.py" --watch files=./src\n',
+        '  mcp-router-tui -b "files=python server.py" --watch files=./src\n'
+        "  mcp-router-tui paths          (where state, logs and runtime files live)\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"mcp-dev-router {__version__}")
@@ -61,7 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=TARGET",
-        help="a backend: NAME=URL (Streamable HTTP, or legacy SSE) or 'NAME=COMMAND ARGS' (stdio); repeatable",
+        help="a backend: NAME=URL or NAME=HOST:PORT (Streamable HTTP, or legacy SSE) or 'NAME=COMMAND ARGS' "
+        "(stdio); repeatable",
+    )
+    p.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar='NAME="Header: value"',
+        help="an HTTP header sent on every request to backend NAME (a bearer token); repeatable",
     )
     p.add_argument(
         "--config",
@@ -108,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="also accept this Host name (e.g. the machine's LAN name, devbox.lan); repeatable",
     )
+    p.add_argument("--profile", default="default", help="which saved set of backends to use (default: default)")
+    p.add_argument("--no-persist", action="store_true", help="neither read nor write saved state")
+    p.add_argument("--trace-file", type=Path, metavar="PATH", help="write every JSON-RPC message as a JSON line")
+    p.add_argument(
+        "--trace-max-mb", type=float, default=50.0, metavar="MB", help="rotate the trace file at this size (default 50)"
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="answer CORS on the MCP routes for this browser origin (https://app.example); repeatable",
+    )
     return p
 
 
@@ -116,6 +146,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     ns = parser.parse_args(argv)
     try:
         backends = [parse_backend_arg(b) for b in ns.backend]
+        warnings: list[str] = []
         if ns.config is not None:
             try:
                 data = orjson.loads(ns.config.read_bytes())
@@ -123,7 +154,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
                 raise ConfigError(f"cannot read {ns.config}: {exc.strerror}") from None
             except orjson.JSONDecodeError as exc:
                 raise ConfigError(f"{ns.config} is not valid JSON: {exc}") from None
-            backends.extend(parse_mcp_servers(data))
+            read, skipped = parse_mcp_servers(data)
+            backends.extend(read)
+            warnings.extend(f"{ns.config}: skipped mcpServers entry {s}" for s in skipped)
         if ns.demo and not any(b.name == "demo" for b in backends):
             backends.append(demo_backend())
         names = [b.name for b in backends]
@@ -136,7 +169,20 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             if not sep or name not in by_name:
                 raise ConfigError(f"--watch {spec!r}: expected NAME=PATH for a configured backend")
             by_name[name].watch.append(path)
-        if ns.default is not None and ns.default not in by_name:
+        for spec in ns.header:
+            name, sep, text = spec.partition("=")
+            target = by_name.get(name.strip()) if sep else None
+            if target is None or target.kind != "http":
+                raise ConfigError(f'-H {spec!r}: expected NAME="Header: value" for an HTTP backend given with -b')
+            key, value = parse_header(text)
+            target.headers[key] = value
+        check_profile(ns.profile)
+        for origin in ns.allow_origin:
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ConfigError(f"--allow-origin {origin!r}: expected an origin like https://app.example:3000")
+        if ns.trace_max_mb <= 0:
+            raise ConfigError("--trace-max-mb must be > 0")
+        if ns.default is not None and ns.default not in by_name and ns.default not in _saved_names(ns):
             raise ConfigError(f"--default {ns.default!r}: no such backend")
         if not is_loopback(ns.host) and not ns.token:
             raise ConfigError(
@@ -164,4 +210,28 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         allowed_hosts=[h.strip().lower() for h in ns.allowed_host if h.strip()],
         session_idle_timeout=ns.session_idle_timeout,
         trace_buffer=ns.trace_buffer,
+        profile=ns.profile,
+        persist=not ns.no_persist,
+        trace_file=ns.trace_file,
+        trace_max_mb=ns.trace_max_mb,
+        allow_origins=[o.rstrip("/").lower() for o in ns.allow_origin],
+        warnings=warnings,
     )
+
+
+def _saved_names(ns: argparse.Namespace) -> set[str]:
+    """Names in the profile's saved state (read only: the router takes the file when it starts)."""
+    if ns.no_persist:
+        return set()
+    from app.state import StateFile, paths
+
+    saved, _ = StateFile(paths().state_file(ns.profile)).load(move_aside=False)
+    return {b.name for b in saved}
+
+
+def check_profile(profile: str) -> str:
+    if not NAME_RE.fullmatch(profile):
+        raise ConfigError(
+            f"invalid profile {profile!r}: 1-64 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit"
+        )
+    return profile

@@ -19,18 +19,33 @@ def _snapshot_dir(cls: Any, *, test_location: Any) -> str:
 SVGImageExtension.dirname = classmethod(_snapshot_dir)  # type: ignore[assignment,method-assign]
 
 
+XDG_VARS = (
+    ("XDG_CONFIG_HOME", "config"),
+    ("XDG_DATA_HOME", "data"),
+    ("XDG_STATE_HOME", "state"),
+    ("XDG_CACHE_HOME", "cache"),
+    ("XDG_RUNTIME_DIR", "runtime"),
+)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_session_dirs(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The same for what starts before any test's own folder exists (module-scoped routers)."""
+    base = tmp_path_factory.mktemp("xdg-session")
+    with pytest.MonkeyPatch.context() as mp:
+        for var, sub in XDG_VARS:
+            path = base / sub
+            path.mkdir(mode=0o700)
+            mp.setenv(var, str(path))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """platformdirs paths (state, logs, runtime files) point into a temporary folder for every test,
     in this process and in every process a test starts."""
     base = tmp_path_factory.mktemp("xdg")
-    for var, sub in (
-        ("XDG_CONFIG_HOME", "config"),
-        ("XDG_DATA_HOME", "data"),
-        ("XDG_STATE_HOME", "state"),
-        ("XDG_CACHE_HOME", "cache"),
-        ("XDG_RUNTIME_DIR", "runtime"),
-    ):
+    for var, sub in XDG_VARS:
         path = base / sub
         path.mkdir(mode=0o700)
         monkeypatch.setenv(var, str(path))

@@ -38,7 +38,41 @@ def build_admin(router: Router) -> Starlette:
     async def list_backends(_: Request) -> Response:
         return ORJSONResponse([b.snapshot() for b in router.backends.values()])
 
+    async def index(request: Request) -> Response:
+        base = f"http://{request.headers.get('host')}" if request.headers.get("host") else router.listen_url or ""
+        backends = [
+            {"name": b.name, "state": b.state, "mcp": f"{base}/mcp/{b.name}", "sse": f"{base}/sse/{b.name}"}
+            for b in router.backends.values()
+        ]
+        info = {
+            "router": "mcp-dev-router",
+            "version": router.status()["version"],
+            "mcp": f"{base}/mcp",
+            "sse": f"{base}/sse",
+            "default": router.default_name,
+            "backends": backends,
+            "status": f"{base}/status",
+        }
+        if "text/html" in request.headers.get("accept", ""):
+            lines = [
+                f"mcp-dev-router {info['version']}: a development router for MCP servers",
+                "",
+                f"Point an MCP client at {info['mcp']} (Streamable HTTP) or {info['sse']} (legacy SSE)"
+                + (f": backend {router.default_name}." if router.default_name else "; no backend yet."),
+                "",
+                *(f"  {b['name']:<20} {b['state']:<10} {b['mcp']}   {b['sse']}" for b in backends),
+                "",
+                f"Status as JSON: {info['status']}",
+            ]
+            return Response("\n".join(lines) + "\n", media_type="text/plain; charset=utf-8")
+        return ORJSONResponse(info)
+
     async def add_backend(request: Request) -> Response:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            # Also what makes a page's simple (text/plain, form) POST useless: it cannot send JSON
+            # without a preflight, which this router never grants to the management API.
+            return _error(415, f"POST /backends takes a JSON body (Content-Type: application/json), not {ctype!r}")
         try:
             data = orjson.loads(await request.body())
         except orjson.JSONDecodeError as exc:
@@ -121,6 +155,14 @@ def build_admin(router: Router) -> Starlette:
     async def sessions(_: Request) -> Response:
         return ORJSONResponse(router.sessions_snapshot())
 
+    async def close_session(request: Request) -> Response:
+        sid = request.path_params["sid"]
+        session = router.sessions.get(sid)
+        if session is None:
+            return _error(404, f"unknown session '{sid[:12]}'")
+        await session.close("closed through the management API")
+        return ORJSONResponse({"closed": sid})
+
     async def events(request: Request) -> Response:
         wanted_param = request.query_params.get("types")
         wanted = set(wanted_param.split(",")) if wanted_param else None
@@ -153,6 +195,7 @@ def build_admin(router: Router) -> Starlette:
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     routes = [
+        Route("/", index, methods=["GET"]),
         Route("/status", status, methods=["GET"]),
         Route("/backends", list_backends, methods=["GET"]),
         Route("/backends", add_backend, methods=["POST"]),
@@ -165,6 +208,7 @@ def build_admin(router: Router) -> Starlette:
         Route("/backends/{name}/enable", enable, methods=["POST"]),
         Route("/backends/{name}/disable", disable, methods=["POST"]),
         Route("/sessions", sessions, methods=["GET"]),
+        Route("/sessions/{sid}", close_session, methods=["DELETE"]),
         Route("/events", events, methods=["GET"]),
     ]
     return Starlette(routes=routes)

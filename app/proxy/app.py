@@ -11,12 +11,16 @@ from urllib.parse import urlsplit
 
 from app.proxy import jsonrpc
 from app.proxy.admin import build_admin
-from app.proxy.asgi import Receive, Scope, Send, header, respond_error
+from app.proxy.asgi import ASGIMessage, Receive, Scope, Send, header, respond, respond_error
+from app.proxy.config import ROUTE_WORDS
 from app.proxy.endpoint_sse import LegacySSEEndpoint
 from app.proxy.endpoint_streamable import StreamableEndpoint
 from app.proxy.router import Router
 
 LOCAL_NAMES = {"localhost", "localhost.localdomain"}
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CORS_EXPOSE = b"Mcp-Session-Id, Mcp-Protocol-Version"
+CORS_ALLOW_HEADERS = b"Content-Type, Accept, Authorization, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID"
 
 
 @functools.lru_cache(maxsize=256)
@@ -63,6 +67,7 @@ class RouterApp:
         bind_host: str = "127.0.0.1",
         token: str | None = None,
         allowed_hosts: Iterable[str] = (),
+        allow_origins: Iterable[str] = (),
     ) -> None:
         self.router = router
         self.streamable = StreamableEndpoint(router)
@@ -76,6 +81,86 @@ class RouterApp:
         # Beyond loopback anyone on the network reaches the router, and the MCP routes call tools and
         # (stdio) start processes: there the token guards every route, not just the management API.
         self.token_everywhere = token is not None and not is_loopback(bind)
+        # Browser-based MCP clients the user named: CORS on the MCP routes for these origins only.
+        self.allow_origins = frozenset(o.rstrip("/").lower() for o in allow_origins)
+
+    @staticmethod
+    def _mcp_route(scope: Scope) -> tuple[str, str | None] | None:
+        """Which MCP endpoint a request is for, and its backend name (None: the default), if any."""
+        path: str = scope["path"]
+        if path == "/mcp" or path.startswith("/mcp/"):
+            return "streamable", path[5:].strip("/") or None
+        if path == "/sse" or path.startswith("/sse/"):
+            return "sse", path[5:].strip("/") or None
+        if path in ("/messages", "/messages/"):
+            return "messages", None
+        if path == "/":
+            # The bare address: POST/DELETE (and a session's GET stream) are Streamable HTTP, a GET
+            # asking for an event stream is legacy SSE, anything else the index (management).
+            if scope["method"] != "GET" or header(scope, b"mcp-session-id") is not None:
+                return "streamable", None
+            if "text/event-stream" in (header(scope, b"accept") or ""):
+                return "sse", None
+            return None
+        parts = path.strip("/").split("/")
+        if len(parts) == 2 and parts[1] in ("mcp", "sse") and parts[0] not in ROUTE_WORDS:
+            return ("streamable" if parts[1] == "mcp" else "sse"), parts[0]
+        return None
+
+    @staticmethod
+    def _same_origin(scope: Scope, origin: str) -> bool:
+        """Whether `origin` is the router itself as the request addressed it (its Host)."""
+        host = header(scope, b"host")
+        if host is None:
+            return False
+        try:
+            o = urlsplit(origin)
+            h = urlsplit(f"//{host}")
+            return (
+                o.scheme == "http"
+                and (o.hostname or "") == (h.hostname or "")
+                and (o.port or 80) == (h.port or 80)
+                and o.path in ("", "/")
+            )
+        except ValueError:
+            return False
+
+    def _cors_origin(self, scope: Scope) -> str | None:
+        origin = header(scope, b"origin")
+        if origin is not None and self.allow_origins and origin.rstrip("/").lower() in self.allow_origins:
+            return origin
+        return None
+
+    async def _preflight(self, scope: Scope, send: Send, origin: str) -> None:
+        asked = header(scope, b"access-control-request-headers")
+        await respond(
+            send,
+            204,
+            headers=[
+                (b"access-control-allow-origin", origin.encode("latin-1")),
+                (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+                # Echo what the page asked for: the modern era's Mcp-Param-* names are open-ended.
+                (b"access-control-allow-headers", asked.encode("latin-1") if asked else CORS_ALLOW_HEADERS),
+                (b"access-control-expose-headers", CORS_EXPOSE),
+                (b"access-control-max-age", b"600"),
+                (b"vary", b"Origin"),
+            ],
+        )
+
+    @staticmethod
+    def _with_cors(send: Send, origin: str) -> Send:
+        extra = [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-expose-headers", CORS_EXPOSE),
+            (b"vary", b"Origin"),
+        ]
+
+        async def cors_send(message: ASGIMessage) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        return cors_send
 
     def _host_ok(self, scope: Scope) -> bool:
         host = header(scope, b"host")
@@ -110,7 +195,9 @@ class RouterApp:
                 send, 403, jsonrpc.INVALID_REQUEST, "Forbidden: Host is not local (DNS rebinding protection)"
             )
             return
-        if not self._origin_ok(scope):
+        route = self._mcp_route(scope)
+        cors = self._cors_origin(scope) if route is not None else None
+        if cors is None and not self._origin_ok(scope):
             await respond_error(
                 send,
                 403,
@@ -118,19 +205,36 @@ class RouterApp:
                 "Forbidden: Origin is not local (DNS rebinding protection)",
             )
             return
+        if route is not None and cors is not None and scope["method"] == "OPTIONS":
+            await self._preflight(scope, send, cors)  # a preflight carries no credentials
+            return
         if self.token_everywhere and not self._token_ok(scope):
             await _unauthorized(send, "this router is reachable beyond loopback: every route needs its token")
             return
-        path: str = scope["path"]
-        if path == "/mcp" or path.startswith("/mcp/"):
-            name = path[5:].strip("/") or None
-            await self.streamable(scope, receive, send, name)
-        elif path == "/sse" or path.startswith("/sse/"):
-            name = path[5:].strip("/") or None
-            await self.sse.stream(scope, receive, send, name)
-        elif path in ("/messages", "/messages/"):
-            await self.sse.messages(scope, receive, send)
-        elif not self._token_ok(scope):
+        if route is not None:
+            kind, name = route
+            if cors is not None:
+                send = self._with_cors(send, cors)
+            if kind == "streamable":
+                await self.streamable(scope, receive, send, name)
+            elif kind == "sse":
+                await self.sse.stream(scope, receive, send, name)
+            else:
+                await self.sse.messages(scope, receive, send)
+            return
+        origin = header(scope, b"origin")
+        if scope["method"] in WRITE_METHODS and origin is not None and not self._same_origin(scope, origin):
+            # A page on any other origin (another localhost port included) could otherwise start a
+            # process through POST /backends: a text/plain POST needs no preflight.
+            await respond_error(
+                send,
+                403,
+                jsonrpc.INVALID_REQUEST,
+                f"Forbidden: Origin {origin} is not this router's own; requests that change state are "
+                "accepted from the router's own origin or without an Origin (curl, scripts, mcp-router)",
+            )
+            return
+        if not self._token_ok(scope):
             await _unauthorized(send, "the management API needs the router's token")
         else:
             await self.admin(scope, receive, send)

@@ -14,12 +14,12 @@ from urllib.parse import urlparse
 from app import __version__
 from app.proxy import jsonrpc
 from app.proxy.calls import RouterCallError, RouterCalls, catalog_changes, list_catalog
-from app.proxy.channels.base import BackendUnavailable, Channel, ChannelListener, ChannelMode
+from app.proxy.channels.base import BackendUnavailable, Channel, ChannelListener, ChannelMode, NotAnEndpoint
 from app.proxy.channels.sse_legacy import LegacySSEChannel
 from app.proxy.channels.stdio import StdioChannel
 from app.proxy.channels.streamable import StreamableHTTPChannel
 from app.proxy.config import BackendConfig
-from app.proxy.events import BackendLogEvent, BackendStateEvent, HealthEvent
+from app.proxy.events import BackendListEvent, BackendLogEvent, BackendStateEvent, HealthEvent
 from app.proxy.jsonrpc import JSON, Message, RequestId
 
 if TYPE_CHECKING:
@@ -110,10 +110,16 @@ class Backend:
         self.config = config
         self.name = config.name
         self.transport: str | None = None
+        # The URL that answered MCP: the configured one, or for a URL with no path the first of
+        # as given, /mcp, /sse that did (see `_candidates`).
+        self.endpoint: str | None = None
         if config.kind == "stdio":
             self.transport = "stdio"
         elif urlparse(config.url or "").path.rstrip("/").endswith("/sse"):
             self.transport = "sse"
+            self.endpoint = config.url
+        elif urlparse(config.url or "").path not in ("", "/"):
+            self.endpoint = config.url
         self.state: State = "starting"
         self.state_reason: str | None = None
         self.state_since = time.time()
@@ -177,6 +183,7 @@ class Backend:
             "kind": self.config.kind,
             "target": self.config.target,
             "transport": self.transport,
+            "endpoint": self.endpoint,
             "state": self.state,
             "reason": self.state_reason,
             "since": self.state_since,
@@ -253,12 +260,13 @@ class Backend:
         if cfg.kind == "stdio":
             assert cfg.command is not None
             return StdioChannel(self.name, listener, mode, cfg.command, cfg.args, cfg.env, cfg.cwd)
-        assert cfg.url is not None
+        url = self.endpoint or cfg.url
+        assert url is not None
         if self.transport == "sse":
             if mode == "modern":
                 raise BackendUnavailable(f"backend '{self.name}' speaks legacy HTTP+SSE, which has no 2026-07-28 era")
-            return LegacySSEChannel(self.name, listener, mode, self.router.http, cfg.url)
-        return StreamableHTTPChannel(self.name, listener, mode, self.router.http, cfg.url)
+            return LegacySSEChannel(self.name, listener, mode, self.router.http, url, cfg.headers)
+        return StreamableHTTPChannel(self.name, listener, mode, self.router.http, url, cfg.headers)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -331,6 +339,7 @@ class Backend:
         if self.state == "disabled":
             self._set_state("starting", "enabled")
         self._kick.set()
+        self.router.bus.publish(BackendListEvent(action="changed", backend=self.name))
         return CommandResult("enabled", f"backend '{self.name}' is enabled", seq)
 
     async def disable(self, seq: int | None = None) -> CommandResult:
@@ -343,6 +352,7 @@ class Backend:
         self._enabled.clear()
         self._supersede("disabled")
         self._set_state("disabled")
+        self.router.bus.publish(BackendListEvent(action="changed", backend=self.name))
         if self.config.kind == "stdio":
             async with self._restart_lock:
                 if not self._stopped:
@@ -409,19 +419,33 @@ class Backend:
                 self._set_state("down", detail)
             await self._pause(self._interval())
 
+    def _candidates(self) -> list[tuple[str, str]]:
+        """(URL, transport) pairs a probe tries, in order. Once one answered MCP, only that one.
+
+        A URL with no path is what people type for "the server on that port": it is tried as
+        given (Streamable HTTP, then legacy SSE), then at /mcp (Streamable HTTP), then at /sse.
+        """
+        url = self.config.url
+        assert url is not None
+        if self.endpoint is not None and self.transport is not None:
+            return [(self.endpoint, self.transport)]
+        if self.endpoint is not None:
+            return [(self.endpoint, "streamable-http"), (self.endpoint, "sse")]
+        base = url.rstrip("/")
+        return [(url, "streamable-http"), (url, "sse"), (base + "/mcp", "streamable-http"), (base + "/sse", "sse")]
+
     async def _probe_http(self, want_catalog: bool) -> tuple[bool, str | None, dict[str, list[JSON]] | None]:
         """A real MCP exchange: initialize (and list the catalog) on a connection of its own."""
-        order = [self.transport] if self.transport else ["streamable-http", "sse"]
         first_error: str | None = None
-        for transport in order:
+        headers = self.config.headers
+        for url, transport in self._candidates():
             calls = RouterCalls()
             listener = _RouterListener(self, calls)
-            assert self.config.url is not None
             ch: Channel
             if transport == "sse":
-                ch = LegacySSEChannel(self.name, listener, "handshake", self.router.http, self.config.url)
+                ch = LegacySSEChannel(self.name, listener, "handshake", self.router.http, url, headers)
             else:
-                ch = StreamableHTTPChannel(self.name, listener, "handshake", self.router.http, self.config.url)
+                ch = StreamableHTTPChannel(self.name, listener, "handshake", self.router.http, url, headers)
             try:
                 await asyncio.wait_for(ch.open(), PROBE_TIMEOUT)
                 res = await calls.call(ch, "initialize", PROBE_INIT_PARAMS, timeout=PROBE_TIMEOUT)
@@ -433,10 +457,14 @@ class Backend:
                 self.server_info = res.get("serverInfo") if isinstance(res.get("serverInfo"), dict) else None
                 self.capabilities = caps
                 self.protocol_version = ch.protocol_version
-                if self.transport != transport:
+                if self.transport != transport or self.endpoint != url:
                     self.transport = transport
-                    self.note(f"speaks {transport}")
+                    where = f" at {url}" if url != self.config.url else ""
+                    self.endpoint = url
+                    self.note(f"speaks {transport}{where}")
                 return True, None, catalog
+            except NotAnEndpoint as exc:
+                first_error = first_error or str(exc)
             except BackendUnavailable as exc:
                 # Unreachable is unreachable: no point trying the other transport.
                 return False, str(exc), None

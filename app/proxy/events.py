@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 Direction = Literal["client->backend", "backend->client", "router->client", "router->backend"]
@@ -51,6 +51,8 @@ class TrafficEvent(Event):
     integers past 64 bits, 1e400, nesting deeper than the router decodes)."""
     fault: Literal["backend"] | None = None
     """Set on an error the router answered because the backend misbehaved (not a router failure)."""
+    era: str | None = None
+    """The client session's era ("handshake" or "modern")."""
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in _TRAFFIC_FIELDS}
@@ -64,7 +66,8 @@ class TrafficEvent(Event):
 
 
 _TRAFFIC_FIELDS = (
-    "ts", "direction", "session", "backend", "msg_kind", "method", "msg_id", "latency_ms", "error", "message", "fault"
+    "ts", "direction", "session", "backend", "msg_kind", "method", "msg_id", "latency_ms", "error", "message", "fault",
+    "era",
 )  # fmt: skip
 
 
@@ -128,6 +131,24 @@ EVENT_TYPES: dict[type[Event], str] = {
     BackendListEvent: "backend_list",
     RouterEvent: "router",
 }
+
+
+EVENT_CLASSES: dict[str, type[Event]] = {name: kind for kind, name in EVENT_TYPES.items()}
+
+
+def event_from_dict(data: Any) -> Event | None:
+    """An event back from its `to_dict()` JSON (as `GET /events` streams it); None for a type this
+    version does not know or a body it cannot use. Unknown keys are ignored (a newer router)."""
+    if not isinstance(data, dict):
+        return None
+    kind = EVENT_CLASSES.get(data.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        return None
+    names = {f.name for f in fields(kind)}
+    try:
+        return kind(**{k: v for k, v in data.items() if k in names})
+    except TypeError:  # a required field missing
+        return None
 
 
 class Subscription:

@@ -202,6 +202,7 @@ class Session:
                 raw=msg.raw,
                 exact=msg.exact,
                 fault=fault,
+                era=self.era,
             )
         )
 

@@ -266,12 +266,38 @@ class TraceMiddleware:
         await self.app(scope, traced_receive, traced_send)
 
 
-async def serve_http(mcp: MCPServer[Any], transport: str, host: str, port: int, trace: str | None) -> None:
+class RequireBearer:
+    """Answers 401 to any request without `Authorization: Bearer TOKEN` (a server behind an API key)."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != self.expected:
+            body = b'{"error": "missing or wrong bearer token"}'
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+async def serve_http(
+    mcp: MCPServer[Any], transport: str, host: str, port: int, trace: str | None, bearer: str | None = None
+) -> None:
     import uvicorn
 
     app: Any = mcp.streamable_http_app(host=host) if transport == "streamable" else mcp.sse_app(host=host)
     if trace:
         app = TraceMiddleware(app, trace)
+    if bearer:
+        app = RequireBearer(app, bearer)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
     await uvicorn.Server(config).serve()
 
@@ -284,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", choices=["v1", "v2"], default="v1")
     parser.add_argument("--name", default="fixture")
     parser.add_argument("--trace", default=None, help="append every HTTP exchange to this JSONL file")
+    parser.add_argument("--require-bearer", default=None, metavar="TOKEN", help="answer 401 without this token")
     args = parser.parse_args(argv)
 
     # Everything diagnostic goes to stderr; MCPServer's own logging setup already uses stderr.
@@ -294,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.transport == "stdio":
             asyncio.run(mcp.run_stdio_async())
         else:
-            asyncio.run(serve_http(mcp, args.transport, args.host, args.port, args.trace))
+            asyncio.run(serve_http(mcp, args.transport, args.host, args.port, args.trace, args.require_bearer))
     except KeyboardInterrupt:
         pass
 

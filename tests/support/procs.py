@@ -13,10 +13,12 @@ import inspect
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -146,10 +148,14 @@ def stop_popen(popen: subprocess.Popen[Any], grace: float = 3.0) -> None:
 
 
 def fixture_argv(
-    transport: FixtureTransport, variant: str = "v1", port: int | None = None, name: str = "fixture"
+    transport: FixtureTransport,
+    variant: str = "v1",
+    port: int | None = None,
+    name: str = "fixture",
+    extra: tuple[str, ...] = (),
 ) -> list[str]:
-    """argv that runs tests/servers/fixture.py with this interpreter."""
-    argv = [sys.executable, str(FIXTURE_PATH), "--transport", transport, "--variant", variant, "--name", name]
+    """argv that runs tests/servers/fixture.py with this interpreter (`extra`: more fixture options)."""
+    argv = [sys.executable, str(FIXTURE_PATH), "--transport", transport, "--variant", variant, "--name", name, *extra]
     if transport != "stdio":
         argv += ["--host", HOST, "--port", str(port)]
     return argv
@@ -193,13 +199,14 @@ async def start_fixture(
     port: int | None = None,
     name: str = "fixture",
     ready_timeout: float = 15.0,
+    extra: tuple[str, ...] = (),
 ) -> Fixture:
     """Start an HTTP fixture and wait until its port accepts connections. Caller must `stop()` it."""
     if transport == "stdio":
         raise ValueError("stdio fixtures are spawned by their client: use stdio_command()")
     port = port if port is not None else free_port()
     proc = await asyncio.create_subprocess_exec(
-        *fixture_argv(transport, variant, port, name),
+        *fixture_argv(transport, variant, port, name, extra),
         stdin=asyncio.subprocess.DEVNULL,
         cwd=REPO_ROOT,
         start_new_session=True,
@@ -239,13 +246,15 @@ async def run_fixture(
     port: int | None = None,
     name: str = "fixture",
     ready_timeout: float = 15.0,
+    extra: tuple[str, ...] = (),
 ) -> AsyncIterator[Fixture]:
     """Run tests/servers/fixture.py (streamable or sse) for the duration of the block.
 
     Yields a `Fixture` with .url (http://127.0.0.1:PORT/mcp or /sse), .port, .pid, .proc.
-    Pass `port=` to restart a backend on the same port (hot-swap tests).
+    Pass `port=` to restart a backend on the same port (hot-swap tests); `extra` for more fixture
+    options (`("--require-bearer", TOKEN)`).
     """
-    fixture = await start_fixture(transport, variant, port, name, ready_timeout)
+    fixture = await start_fixture(transport, variant, port, name, ready_timeout, extra)
     try:
         yield fixture
     finally:
@@ -337,6 +346,7 @@ def _pump(stream: Any, sink: list[str], first: list[str], ready: threading.Event
 @contextlib.contextmanager
 def run_router_sync(*args: str, ready_timeout: float = 15.0) -> Iterator[SyncRouter]:
     """Blocking twin of `procs.run_router`: `python -m app --no-ui --port 0 *args`, stopped by pid."""
+    state_home = tempfile.mkdtemp(prefix="router-state-")
     popen = subprocess.Popen(
         [sys.executable, "-m", "app", "--no-ui", "--host", HOST, "--port", "0", *args],
         stdin=subprocess.DEVNULL,
@@ -344,7 +354,7 @@ def run_router_sync(*args: str, ready_timeout: float = 15.0) -> Iterator[SyncRou
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "XDG_STATE_HOME": state_home},
         start_new_session=True,
     )
     lines: list[str] = []
@@ -372,6 +382,7 @@ def run_router_sync(*args: str, ready_timeout: float = 15.0) -> Iterator[SyncRou
         stop_popen(popen, 5.0)
         for pump in pumps:
             pump.join(2.0)
+        shutil.rmtree(state_home, ignore_errors=True)
 
 
 @dataclass
@@ -423,8 +434,14 @@ async def run_router(
     `check_exit_code`); otherwise it is SIGKILLed and the block fails. `env` is merged over
     os.environ (use it to point platformdirs at a temporary HOME / XDG dirs). `module` exists for
     the helper's own self-test (a stand-in router); the suite always runs `app`.
+
+    Each router saves its state in a folder of its own (so no router restores another's backends)
+    unless `env` names XDG_STATE_HOME: the state tests share one between the routers they start.
     """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    own_state: str | None = None
+    if "XDG_STATE_HOME" not in (env or {}):
+        own_state = full_env["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="router-state-")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -477,6 +494,8 @@ async def run_router(
         await stop_process(proc, grace=1.0)
         for task in drains:
             task.cancel()
+        if own_state is not None:
+            shutil.rmtree(own_state, ignore_errors=True)
         raise
 
     body_failed = False
@@ -501,6 +520,8 @@ async def run_router(
             await asyncio.wait_for(asyncio.gather(*drains, return_exceptions=True), 2.0)
         for task in drains:
             task.cancel()
+        if own_state is not None:
+            shutil.rmtree(own_state, ignore_errors=True)
         # Never mask the body's own failure with a shutdown complaint.
         if not body_failed:
             assert not killed, f"router did not exit within {exit_timeout}s of SIGTERM; stderr={stderr_lines[-20:]}"

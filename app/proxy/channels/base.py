@@ -18,6 +18,10 @@ class BackendUnavailable(Exception):
     """The backend could not be reached, or its connection broke; the reason says how."""
 
 
+class NotAnEndpoint(BackendUnavailable):
+    """Something answered at the URL, but not as this MCP transport (a probe tries the next candidate)."""
+
+
 class ChannelListener(Protocol):
     def on_backend_message(self, channel: Channel, msg: Message, related: RequestId | None, status: int | None) -> None:
         """A message from the backend. `related` names the request whose response stream carried it."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from app.proxy.channels.base import Channel, ChannelListener, ChannelMode
 from app.proxy.http_client import HTTPClient
 
@@ -18,7 +20,10 @@ class HTTPChannel(Channel):
         mode: ChannelMode,
         http: HTTPClient,
         url: str,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(backend, listener, mode)
         self.http = http
         self.url = url
+        # The backend's own headers (a bearer token): on every request this channel makes.
+        self.extra_headers: dict[str, str] = dict(headers or {})

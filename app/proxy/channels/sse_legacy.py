@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from urllib.parse import urljoin
 
 from app.proxy import jsonrpc
-from app.proxy.channels.base import BackendUnavailable
+from app.proxy.channels.base import BackendUnavailable, NotAnEndpoint
 from app.proxy.channels.http import CONNECT_ERRORS, HTTPChannel
 from app.proxy.http_client import Response
 from app.proxy.jsonrpc import Message
@@ -26,12 +26,14 @@ class LegacySSEChannel(HTTPChannel):
 
     async def open(self) -> None:
         try:
-            resp = await self.http.request("GET", self.url, headers={"Accept": "text/event-stream"})
+            resp = await self.http.request(
+                "GET", self.url, headers={**self.extra_headers, "Accept": "text/event-stream"}
+            )
         except CONNECT_ERRORS as exc:
             raise BackendUnavailable(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None
         if resp.status != 200 or not resp.headers.get("content-type", "").startswith("text/event-stream"):
             resp.release()
-            raise BackendUnavailable(f"{self.url} answered HTTP {resp.status}, not an SSE stream")
+            raise NotAnEndpoint(f"{self.url} answered HTTP {resp.status}, not an SSE stream")
         self._resp = resp
         endpoint_seen: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.alive = True
@@ -40,7 +42,7 @@ class LegacySSEChannel(HTTPChannel):
             endpoint = await asyncio.wait_for(asyncio.shield(endpoint_seen), ENDPOINT_TIMEOUT)
         except (TimeoutError, BackendUnavailable) as exc:
             await self.close()
-            raise BackendUnavailable(f"{self.url} sent no endpoint event: {exc or 'timed out'}") from None
+            raise NotAnEndpoint(f"{self.url} sent no endpoint event: {exc or 'timed out'}") from None
         # SDKs differ in what they send (absolute path, relative path, full URL): resolve like a browser.
         self.endpoint = urljoin(self.url, endpoint)
 
@@ -77,7 +79,9 @@ class LegacySSEChannel(HTTPChannel):
         if not self.alive or self.endpoint is None:
             raise BackendUnavailable(f"{self.describe} is closed")
         try:
-            resp = await self.http.request("POST", self.endpoint, msg.raw, {"Content-Type": "application/json"})
+            resp = await self.http.request(
+                "POST", self.endpoint, msg.raw, {**self.extra_headers, "Content-Type": "application/json"}
+            )
             try:
                 if resp.status == 404:
                     self.lost("backend no longer knows this SSE session (it restarted)")

@@ -41,7 +41,7 @@ class StreamableHTTPChannel(HTTPChannel):
         self.alive = True
 
     def _headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
-        headers = {"Accept": ACCEPT, "Content-Type": "application/json"}
+        headers = {**self.extra_headers, "Accept": ACCEPT, "Content-Type": "application/json"}
         if self.session_id:
             headers["Mcp-Session-Id"] = self.session_id
         if self.protocol_version:
