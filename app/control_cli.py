@@ -495,9 +495,8 @@ async def tail(args: argparse.Namespace, out: Out, control: RemoteControl) -> in
     feed = control.subscribe(types)
     try:
         await wait_connected(feed)
-        if not out.json:
-            what = ", ".join(types) if types else "all events"
-            out.err.print(f"following {what} at {control.url} (Ctrl-C to stop)", markup=False)
+        what = ", ".join(types) if types else "all events"
+        out.err.print(f"following {what} at {control.url} (Ctrl-C to stop)", markup=False)
         while True:
             batch = await feed.next_batch()
             if not batch and feed.closed:
