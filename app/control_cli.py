@@ -551,13 +551,18 @@ async def client_config(args: argparse.Namespace, out: Out, control: RemoteContr
     return OK
 
 
-async def tui(control: RemoteControl) -> int:
-    await control.status()  # not there: exit 2 before the screen is taken over
+def tui_app(control: RemoteControl) -> Any:
+    """The terminal UI attached through `control` (imported here: no other command needs Textual)."""
     try:
         tui_module = importlib.import_module("app.tui")
     except ImportError:  # pragma: no cover - the TUI ships with the package
         raise ControlError("the terminal UI is not part of this build") from None
-    app = tui_module.RouterTUI(control)
+    return tui_module.RouterTUI(control)
+
+
+async def tui(control: RemoteControl) -> int:
+    await control.status()  # not there: exit 2 before the screen is taken over
+    app = tui_app(control)
     result = await app.run_async()
     return int(result or 0)
 
