@@ -24,7 +24,12 @@ ensure_venv() {
 }
 
 ensure_conformance() {
-    local dir=tests/conformance
+    ensure_npm tests/conformance
+    ensure_npm tests/inspector   # the MCP Inspector's CLI (tests/test_inspector.py)
+}
+
+ensure_npm() {
+    local dir="$1"
     local stamp="$dir/node_modules/.installed-$(sha1sum "$dir/package-lock.json" | cut -c1-12)"
     if [ ! -e "$stamp" ]; then
         npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
