@@ -262,7 +262,7 @@ async def _start_hops(
     port = free_port()
     log(f"starting the router (--quiet) on {HOST}:{port}")
     argv = [sys.executable, "-m", "app", "--no-ui", "--quiet", "--host", HOST, "--port", str(port)]
-    argv += ["-b", f"fx={backend_url}"]
+    argv += ["-b", f"fx={backend_url}", "--no-persist"]  # the user's saved backends stay out of the measurement
     errors = tmp / "router.stderr"
     try:
         with errors.open("w") as err:

@@ -472,6 +472,9 @@ class Backend:
                 first_error = first_error or str(exc) or "timed out"
             finally:
                 await ch.close()
+        tried = list(dict.fromkeys(u for u, _ in self._candidates()))
+        if len(tried) > 1:
+            first_error = f"{first_error} (no MCP answer at {', '.join(tried)})"
         return False, first_error, None
 
     # ------------------------------------------------------------------ stdio backends

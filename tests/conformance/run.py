@@ -199,6 +199,7 @@ def router_available() -> bool:
 def start_router(procs: Processes, backend_url: str) -> tuple[subprocess.Popen[Any], str]:
     """Start the router in front of `backend_url`; return it and its client-facing /mcp URL."""
     argv = [PYTHON, "-m", "app", "--no-ui", "--host", "127.0.0.1", "--port", "0", "-b", f"conf={backend_url}"]
+    argv.append("--no-persist")  # the router under test carries no saved backends
     proc = procs.spawn("router", argv, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     first_line: list[bytes] = []
