@@ -160,9 +160,11 @@ def build_parser(prog: str = "mcp-router") -> argparse.ArgumentParser:
 
 def split_add(argv: list[str]) -> list[str]:
     """`add NAME TARGET…`: the CLI's own options anywhere before `--`, the rest is the target in order."""
-    if "add" not in argv:
+    at = 0
+    while at < len(argv) and argv[at].startswith("-"):  # global options before the command
+        at += 2 if argv[at] in ("--url", "--token", "--profile") else 1
+    if at >= len(argv) or argv[at] != "add":
         return argv
-    at = argv.index("add")
     head, rest = argv[: at + 1], argv[at + 1 :]
     opts: list[str] = []
     positional: list[str] = []

@@ -69,6 +69,7 @@ def test_add_reads_its_own_options_anywhere_before_the_double_dash() -> None:
         "w",
         "localhost:8080",
     ]
+    assert split_add(["logs", "add", "-f"]) == ["logs", "add", "-f"]  # a backend named "add"
     assert split_add(["--url", "u", "add", "t", "--", "node", "t.js", "--json"]) == [
         "--url",
         "u",
