@@ -113,7 +113,7 @@ class StateFile:
         except FileNotFoundError:
             return [], []
         except OSError as exc:
-            return [], [self._move_aside("unreadable", exc.strerror or str(exc))]
+            return [], [self._move_aside("unreadable", f"unreadable ({exc.strerror or exc})")]
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -122,7 +122,7 @@ class StateFile:
             return [], [self._move_aside("corrupt", 'not a state file (no "backends" list)')]
         version = data.get("version")
         if not isinstance(version, int) or version < 1:
-            return [], [self._move_aside("corrupt", f"unknown version {version!r}")]
+            return [], [self._move_aside("corrupt", f"of an unknown version {version!r}")]
         if version > STATE_VERSION:
             return [], [
                 self._move_aside(

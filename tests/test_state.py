@@ -242,3 +242,15 @@ async def _cli(env: dict[str, str], *argv: str, module: str = "app.control_cli")
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+async def test_an_unreadable_state_file_is_moved_aside_too(tmp_path: Path) -> None:
+    env = dirs(tmp_path)
+    path = state_file(tmp_path)
+    path.mkdir(parents=True)  # a folder where the file should be: reading it fails even as root (mode 0o000 would not)
+    async with run_router("-b", "fresh=http://127.0.0.1:9/mcp", env=env) as r:
+        line = await wait_for(
+            lambda: next((x for x in r.lines if "default.unreadable-" in x), None), 10, message="the warning"
+        )
+        assert "was unreadable (Is a directory): moved it to" in line
+        await saved_eventually(tmp_path, lambda s: list(s) == ["fresh"])
