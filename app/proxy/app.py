@@ -127,7 +127,7 @@ class RouterApp:
 
     def _cors_origin(self, scope: Scope) -> str | None:
         origin = header(scope, b"origin")
-        if origin is not None and self.allow_origins and origin.rstrip("/").lower() in self.allow_origins:
+        if origin is not None and origin.rstrip("/").lower() in self.allow_origins:
             return origin
         return None
 
@@ -196,7 +196,7 @@ class RouterApp:
             )
             return
         route = self._mcp_route(scope)
-        cors = self._cors_origin(scope) if route is not None else None
+        cors = self._cors_origin(scope) if route is not None and self.allow_origins else None
         if cors is None and not self._origin_ok(scope):
             await respond_error(
                 send,
