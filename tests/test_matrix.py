@@ -55,6 +55,8 @@ ELICIT_KEY = "__main__:_ask_user"
 SAMPLE_KEY = "__main__:_ask_llm"
 
 BACKENDS = ("http", "sse", "stdio")
+# The router's name for each backend: "sse" is a route word (/sse), so the SSE fixture is "legacy".
+ROUTER_NAME = {"http": "http", "sse": "legacy", "stdio": "stdio"}
 CLIENTS: tuple[ClientTransport, ...] = ("streamable-handshake", "streamable-modern", "sse")
 
 # (client transport, backend name). The modern client cannot reach a legacy SSE backend in its
@@ -90,7 +92,7 @@ def router(http_fixture: FixtureProcess, sse_fixture: FixtureProcess) -> Iterato
         "-b",
         f"http={http_fixture.url}",
         "-b",
-        f"sse={sse_fixture.url}",
+        f"legacy={sse_fixture.url}",
         "-b",
         f"stdio={stdio_command('v1', name='stdio')}",
     ) as r:
@@ -106,7 +108,8 @@ def fixture_pids(http_fixture: FixtureProcess, sse_fixture: FixtureProcess) -> d
 
 
 def url_for(router: SyncRouter, client: ClientTransport, backend: str) -> str:
-    return router.sse_url(backend) if client == "sse" else router.mcp_url(backend)
+    name = ROUTER_NAME[backend]
+    return router.sse_url(name) if client == "sse" else router.mcp_url(name)
 
 
 def expected_version(client: ClientTransport) -> str:
@@ -473,7 +476,7 @@ async def _raw_session(http: httpx.AsyncClient, url: str, version: str) -> dict[
 
 @pytest.mark.parametrize("backend", ["http", "stdio"])
 async def test_batches_at_2025_03_26(router: SyncRouter, backend: str) -> None:
-    url = router.mcp_url(backend)
+    url = router.mcp_url(ROUTER_NAME[backend])
     async with httpx.AsyncClient(timeout=10) as http:
         headers = await _raw_session(http, url, "2025-03-26")
         batch = [_echo(1), {"jsonrpc": "2.0", "method": "notifications/progress_ignored"}, _echo(2), _echo(3)]
@@ -502,7 +505,7 @@ async def test_no_batches_after_2025_03_26(router: SyncRouter) -> None:
 
 
 async def test_modern_client_against_sse_backend_auto_falls_back(router: SyncRouter) -> None:
-    async with connect(router.mcp_url("sse"), "streamable-auto") as c:
+    async with connect(router.mcp_url("legacy"), "streamable-auto") as c:
         assert c.protocol_version == HANDSHAKE_VERSION
         assert c.session.initialize_result is not None
         assert text_of(await c.call_tool("echo", {"text": "fell back"})) == "fell back"
@@ -510,11 +513,11 @@ async def test_modern_client_against_sse_backend_auto_falls_back(router: SyncRou
 
 async def test_modern_client_against_sse_backend_pinned_fails_clearly(router: SyncRouter) -> None:
     # A pinned client adopts 2026-07-28 without a probe, so the refusal comes on its first call.
-    async with connect(router.mcp_url("sse"), "streamable-modern") as c:
+    async with connect(router.mcp_url("legacy"), "streamable-modern") as c:
         with pytest.raises(MCPError) as excinfo:
             await c.call_tool("echo", {"text": "never"})
     message = str(excinfo.value)
-    assert "backend 'sse'" in message, message
+    assert "backend 'legacy'" in message, message
     assert "legacy HTTP+SSE" in message, message
     assert excinfo.value.error.code == types.INVALID_REQUEST
 
