@@ -20,7 +20,6 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -359,15 +358,3 @@ def running_routers(where: Paths | None = None, cleanup: bool = True) -> list[JS
         found.append(doc)
     found.sort(key=lambda d: d.get("started") or 0, reverse=True)
     return found
-
-
-def describe_paths(profile: str, emit: Callable[[str], Any], rows: Iterable[tuple[str, str]] | None = None) -> None:
-    """The `paths` subcommand's human output, shared by both commands."""
-    p = paths()
-    for label, value in rows or (
-        ("profile", profile),
-        ("state", str(p.state_file(profile))),
-        ("runtime", str(p.runtime_dir)),
-        ("logs", str(p.log_dir)),
-    ):
-        emit(f"{label:<8} {value}")
