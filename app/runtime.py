@@ -82,8 +82,10 @@ async def services(settings: Settings, router: Router, persistence: Persistence)
             tracing = asyncio.create_task(writer.follow(router.bus), name="trace-file")
         except OSError as exc:
             notes.append(f"cannot write the trace file {settings.trace_file}: {exc.strerror}")
+    logger = logging.getLogger("mcp-dev-router")
     for note in notes:
-        logging.getLogger("mcp-dev-router").warning("%s", note)  # the TUI's log file keeps them too
+        if logger.hasHandlers():  # the TUI's log file keeps them too (headless prints the event)
+            logger.warning("%s", note)
         router.bus.publish(RouterEvent(level="warning", text=note))
     persistence.attach(router)
     try:

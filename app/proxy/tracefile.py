@@ -50,6 +50,8 @@ def record(ev: TrafficEvent) -> dict[str, Any]:
         "error": ev.error,
         "latency_ms": ev.latency_ms,
         "message": ev.message,
+        # Where the decoded message only approximates what crossed (odd JSON), the exact text too.
+        **({"raw": ev.raw.decode("utf-8", "replace")} if not ev.exact and ev.raw is not None else {}),
     }
 
 

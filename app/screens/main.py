@@ -15,6 +15,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
@@ -277,8 +278,12 @@ class MainScreen(Screen[None]):
                     self.model.backend_states.pop(ev.backend, None)
                 self._state_dirty = True
             elif isinstance(ev, RouterEvent):
-                if ev.level != "info":
-                    self.notify(ev.text, severity="warning" if ev.level == "warning" else "error")
+                # Also an attached UI's connection: "lost …: reconnecting", then "reconnected" (info).
+                severity: SeverityLevel = (
+                    "information" if ev.level == "info" else "warning" if ev.level == "warning" else "error"
+                )
+                self.notify(ev.text, severity=severity)
+                self._state_dirty = True  # after a reconnect: read what the router holds now
             elif isinstance(ev, SessionEvent):
                 if ev.action in ("closed", "ended"):
                     self.session_counts.pop(ev.session, None)
