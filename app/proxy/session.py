@@ -686,6 +686,8 @@ class Session:
 
     def _pop(self, p: Pending) -> None:
         self.pending.pop(p.backend_id, None)
+        # Idle time counts from the last answer, not the last request: a slow call is not idleness.
+        self.last_activity = time.time()
         if p.token is not None:
             self._by_token.pop(p.token, None)
         ch = p.channel
