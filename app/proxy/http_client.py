@@ -41,6 +41,15 @@ class ConnectionBroke(OSError):
     """The connection failed after the request was written: the backend may have acted on it."""
 
 
+class BodyTooLarge(ConnectionBroke):
+    """A body read whole was over the caller's limit: the connection is dropped, not drained."""
+
+    def __init__(self, size: int | None, limit: int) -> None:
+        super().__init__(f"body of {size if size is not None else 'more than ' + str(limit)} bytes, over {limit}")
+        self.size = size  # None: no Content-Length, so only "more than the limit" is known
+        self.limit = limit
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
     scheme: str
@@ -81,13 +90,14 @@ class Response:
         self._buffered = 0
         self._error: OSError | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._whole = False  # read() wants the whole body: no flow control, a size limit instead
         self.until_eof = False  # no length and not chunked: the body ends when the connection does
 
     # -- fed by the connection
     def _feed(self, data: bytes) -> None:
         self._chunks.append(data)
         self._buffered += len(data)
-        if self._buffered > READ_HIGH_WATER and self._conn is not None:
+        if self._buffered > READ_HIGH_WATER and self._conn is not None and not self._whole:
             self._conn.pause()
         self._wake()
 
@@ -117,12 +127,27 @@ class Response:
             self._waiter = None
 
     # -- for the caller
-    async def read(self) -> bytes:
-        """The whole body (then the connection goes back to the pool)."""
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body (then the connection goes back to the pool); BodyTooLarge past `limit`.
+
+        Reading the whole body is not paused at READ_HIGH_WATER (nothing would ever resume it):
+        `limit` is what bounds it.
+        """
+        self._whole = True
+        if self._conn is not None:
+            self._conn.resume()
+        if limit is not None:
+            declared = self.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise BodyTooLarge(int(declared), limit)
         while not self.complete:
             if self._error is not None:
                 raise self._error
+            if limit is not None and self._buffered > limit:
+                raise BodyTooLarge(None, limit)
             await self._wait()
+        if limit is not None and self._buffered > limit:
+            raise BodyTooLarge(self._buffered, limit)
         body = b"".join(self._chunks)
         self._chunks.clear()
         self.release()

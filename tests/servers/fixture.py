@@ -43,6 +43,15 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from pydantic import BaseModel
 
 STATIC_URI = "test://static"
+BLOB_PATTERN = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/"
+
+
+def blob_text(size: int) -> str:
+    """`size` characters of a fixed pattern: cheap to make at 64 MiB, and checkable by length and hash."""
+    whole, rest = divmod(size, len(BLOB_PATTERN))
+    return BLOB_PATTERN * whole + BLOB_PATTERN[:rest]
+
+
 COUNTER_URI = "test://counter"
 
 
@@ -88,6 +97,11 @@ def build_server(variant: str, name: str) -> MCPServer[Any]:
     def add(a: int, b: int) -> int:
         """Add two integers."""
         return a + b
+
+    @mcp.tool(structured_output=False)  # the text once, not also as structuredContent
+    def blob(size: int) -> str:
+        """Return `size` characters (large-message tests)."""
+        return blob_text(size)
 
     @mcp.tool()
     async def slow(ctx: Context, steps: int = 3, delay: float = 0.05) -> str:

@@ -30,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_PATH = REPO_ROOT / "tests" / "servers" / "fixture.py"
 # The tools of the fixture backend's v1 (v2 adds "extra_tool").
 FIXTURE_V1_TOOLS = frozenset(
-    {"echo", "add", "slow", "sleep", "sleeps", "sample", "elicit", "roots", "log", "whoami", "bump", "announce"}
+    {"echo", "add", "blob", "slow", "sleep", "sleeps", "sample", "elicit", "roots", "log", "whoami", "bump", "announce"}
 )
 HOST = "127.0.0.1"
 
@@ -98,6 +98,24 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's memory from /proc/PID/status in MB: VmRSS now, or VmHWM (its peak so far)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # the kernel reports kB
+    raise LookupError(f"{field} not in /proc/{pid}/status")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Live (non-zombie) processes whose parent is `pid`."""
+    try:
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        children = [c for t in tasks for c in (t / "children").read_text().split()]
+    except OSError:
+        return []
+    return [int(c) for c in children if pid_alive(int(c))]
 
 
 def initialize_request(client_name: str, request_id: int = 1) -> dict[str, Any]:
