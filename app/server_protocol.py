@@ -15,6 +15,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from app.proxy.asgi import DISCONNECT_HOOKS
 
+COALESCE_MAX = 64 * 1024
+
 
 class _CoalescingTransport:
     """Holds the response head until the first body write (or close), then writes both at once."""
@@ -33,8 +35,11 @@ class _CoalescingTransport:
             self._held = data
             return
         if self._held is not None:
-            data = self._held + data
-            self._held = None
+            if len(data) > COALESCE_MAX:
+                self._flush()  # joining would copy a large body once more for no gain
+            else:
+                data = self._held + data
+                self._held = None
         self._transport.write(data)
 
     def _flush(self) -> None:

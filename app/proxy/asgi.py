@@ -8,6 +8,7 @@ from typing import Any
 
 from app.proxy import jsonrpc
 from app.proxy.jsonrpc import Message, RequestId
+from app.proxy.limits import fmt_size
 
 Scope = MutableMapping[str, Any]
 ASGIMessage = MutableMapping[str, Any]
@@ -19,6 +20,9 @@ SSE_HEADERS = [
     (b"cache-control", b"no-cache, no-transform"),
     (b"x-accel-buffering", b"no"),
 ]
+
+
+WRITE_CHUNK = 1024 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -97,7 +101,12 @@ async def read_messages(receive: Receive, send: Send, limit: int) -> tuple[list[
     try:
         body = await read_body(receive, limit)
     except BodyTooLarge:
-        await respond_error(send, 413, jsonrpc.INVALID_REQUEST, f"Payload Too Large: the limit is {limit} bytes")
+        await respond_error(
+            send,
+            413,
+            jsonrpc.INVALID_REQUEST,
+            f"Payload Too Large: the limit is {limit} bytes ({fmt_size(limit)}, --max-body)",
+        )
         return None
     except ClientDisconnected:
         return None
@@ -127,7 +136,15 @@ async def respond(
         hdrs.append((b"content-type", content_type))
     hdrs.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
-    await send({"type": "http.response.body", "body": body})
+    if len(body) <= WRITE_CHUNK:
+        await send({"type": "http.response.body", "body": body})
+        return
+    # A large body goes in slices (views, not copies), each written when the client has taken
+    # the last: the socket's buffer then never holds a second copy of the whole message.
+    view = memoryview(body)
+    for start in range(0, len(body), WRITE_CHUNK):
+        end = start + WRITE_CHUNK
+        await send({"type": "http.response.body", "body": view[start:end], "more_body": end < len(body)})
 
 
 async def respond_error(
