@@ -48,6 +48,7 @@ def make_router(settings: Settings) -> Router:
         hold=settings.hold,
         health_interval=settings.health_interval,
         max_body=settings.max_body,
+        max_message=settings.max_message,
         default=settings.default,
         session_idle_timeout=settings.session_idle_timeout,
     )

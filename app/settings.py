@@ -30,7 +30,8 @@ class Settings:
     health_interval: float = 5.0
     log_format: str = "text"
     quiet: bool = False
-    max_body: int = 4 * 1024 * 1024
+    max_body: int | None = None
+    max_message: int = 64 * 1024 * 1024
     token: str | None = None
     allowed_hosts: list[str] = field(default_factory=list)
     session_idle_timeout: float = 1800.0
@@ -46,6 +47,24 @@ class Settings:
 
 def demo_backend() -> BackendConfig:
     return BackendConfig(name="demo", command=sys.executable, args=["-m", "app.demo_server"])
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20}
+_SIZE_UNITS |= {"mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
+
+
+def _size(text: str) -> int:
+    """A byte count: 1048576, 512KiB, 64MiB, 1.5M (binary units either way)."""
+    t = text.strip().lower().replace(" ", "")
+    num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = t[len(num) :]
+    try:
+        value = int(float(num) * _SIZE_UNITS[unit])
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1048576, 512KiB, 64MiB)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a size must be positive: {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-format", choices=["text", "json"], default="text", help="headless output format")
     p.add_argument("--quiet", action="store_true", help="headless: no per-message lines, only state changes")
-    p.add_argument("--max-body", type=int, default=4 * 1024 * 1024, help="largest accepted request body in bytes")
+    p.add_argument(
+        "--max-message",
+        type=_size,
+        default=64 * 1024 * 1024,
+        metavar="SIZE",
+        help="largest JSON-RPC message carried either way, e.g. 64MiB (default); past it, a JSON-RPC error",
+    )
+    p.add_argument(
+        "--max-body",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="largest request body a client may POST (default: --max-message); past it, 413",
+    )
     p.add_argument(
         "--session-idle-timeout",
         type=float,
@@ -206,6 +238,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         log_format=ns.log_format,
         quiet=ns.quiet,
         max_body=ns.max_body,
+        max_message=ns.max_message,
         token=ns.token,
         allowed_hosts=[h.strip().lower() for h in ns.allowed_host if h.strip()],
         session_idle_timeout=ns.session_idle_timeout,

@@ -21,6 +21,7 @@ from app.proxy.channels.streamable import StreamableHTTPChannel
 from app.proxy.config import BackendConfig
 from app.proxy.events import BackendListEvent, BackendLogEvent, BackendStateEvent, HealthEvent
 from app.proxy.jsonrpc import JSON, Message, RequestId
+from app.proxy.limits import cut_line
 
 if TYPE_CHECKING:
     from app.proxy.router import Router
@@ -248,6 +249,7 @@ class Backend:
                 self._set_state("down", f"speaks something other than MCP: {line[:120]}")
         if isinstance(channel, StdioChannel) and channel.pid is not None and stream != "router":
             line = f"[{channel.pid}] {line}"
+        line = cut_line(line)
         self.log_tail.append(line)
         self.router.bus.publish(BackendLogEvent(backend=self.name, line=line, stream=stream))
 
@@ -256,6 +258,11 @@ class Backend:
 
     # ------------------------------------------------------------------ channels
     def new_channel(self, listener: ChannelListener, mode: ChannelMode) -> Channel:
+        ch = self._new_channel(listener, mode)
+        ch.max_message = self.router.max_message
+        return ch
+
+    def _new_channel(self, listener: ChannelListener, mode: ChannelMode) -> Channel:
         cfg = self.config
         if cfg.kind == "stdio":
             assert cfg.command is not None

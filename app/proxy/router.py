@@ -11,9 +11,10 @@ from app.proxy.config import BackendConfig, ConfigError, quote
 from app.proxy.events import BackendListEvent, EventBus, SessionEvent
 from app.proxy.http_client import HTTPClient
 from app.proxy.jsonrpc import JSON
+from app.proxy.limits import DEFAULT_MAX_MESSAGE
 from app.proxy.session import ClientTransport, Era, Session
 
-DEFAULT_MAX_BODY = 4 * 1024 * 1024
+DEFAULT_MAX_BODY = DEFAULT_MAX_MESSAGE  # a request body is one message (or one batch of them)
 
 
 class UnknownBackend(LookupError):
@@ -33,7 +34,8 @@ class Router:
         *,
         hold: float = 30.0,
         health_interval: float = 5.0,
-        max_body: int = DEFAULT_MAX_BODY,
+        max_body: int | None = None,
+        max_message: int = DEFAULT_MAX_MESSAGE,
         default: str | None = None,
         session_idle_timeout: float = 1800.0,
     ) -> None:
@@ -42,7 +44,9 @@ class Router:
         self.sessions: dict[str, Session] = {}
         self.hold = hold
         self.health_interval = health_interval
-        self.max_body = max_body
+        self.max_message = max_message
+        # A client's request body; by default the same limit as any message (--max-message).
+        self.max_body = max_body if max_body is not None else max_message
         self._default = default
         self.started = time.time()
         self.listen_url: str | None = None

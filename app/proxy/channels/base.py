@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Literal, Protocol
 
 from app.proxy.jsonrpc import Message, RequestId
+from app.proxy.limits import DEFAULT_MAX_MESSAGE, oversized_answer, too_large_text
 
 ChannelMode = Literal["handshake", "modern"]
 
@@ -37,6 +38,8 @@ class Channel(ABC):
     """One connection to a backend. Messages from it go to the listener, in order of arrival."""
 
     transport: str = "?"
+    # The largest message taken from the backend (`--max-message`; set by Backend.new_channel).
+    max_message: int = DEFAULT_MAX_MESSAGE
 
     def __init__(self, backend: str, listener: ChannelListener, mode: ChannelMode) -> None:
         self.backend = backend
@@ -67,6 +70,16 @@ class Channel(ABC):
             self.alive = False
             self.listener.on_channel_lost(self, reason)
         self.alive = False
+
+    def oversized(
+        self, size: int, related: RequestId | None, head: bytes = b"", tail: bytes = b"", exact: bool = True
+    ) -> Message | None:
+        """A backend message over `max_message`, not carried: logged, and the error that answers
+        its request in its place (None when it answers no request: a notification, a request)."""
+        self.listener.on_backend_log(
+            self, too_large_text(size, self.max_message, exact=exact, what="a message from the backend")
+        )
+        return oversized_answer(head, tail, size, self.max_message, related, exact=exact, backend=self.backend)
 
     @property
     def describe(self) -> str:

@@ -47,11 +47,16 @@ class LegacySSEChannel(HTTPChannel):
         self.endpoint = urljoin(self.url, endpoint)
 
     async def _read(self, resp: Response, endpoint_seen: asyncio.Future[str]) -> None:
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(self.max_message)
         reason = "backend closed its SSE stream"
         try:
             async for chunk in resp.iter_chunks():
                 for ev in decoder.feed(chunk):
+                    if ev.too_large:
+                        err = self.oversized(ev.too_large, None, ev.head, ev.tail)
+                        if err is not None:
+                            self.listener.on_backend_message(self, err, None, None)
+                        continue
                     if ev.event == "endpoint":
                         if not endpoint_seen.done():
                             endpoint_seen.set_result(ev.data.strip())

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from app.proxy import jsonrpc, rawjson
 from app.proxy.channels.base import BackendUnavailable, Channel, ChannelListener, ChannelMode
 from app.proxy.jsonrpc import Message
+from app.proxy.limits import LOG_LINE_MAX, PIPE_CHUNK, cut_line, read_line
 
-STDOUT_LIMIT = 64 * 1024 * 1024
 _PR_SET_PDEATHSIG = 1
 
 try:
@@ -47,7 +47,7 @@ async def spawn(
             stderr=asyncio.subprocess.PIPE,
             env=full_env,
             cwd=cwd or None,
-            limit=STDOUT_LIMIT,
+            limit=PIPE_CHUNK,
             preexec_fn=_child_setup,
         )
     except OSError as exc:
@@ -116,15 +116,17 @@ class StdioChannel(Channel):
         stdout = self.proc.stdout
         while True:
             try:
-                line = await stdout.readline()
-            except (ValueError, asyncio.LimitOverrunError):
-                self.listener.on_backend_log(self, "backend wrote a line longer than 64 MiB to stdout; dropped")
-                continue
+                got = await read_line(stdout, self.max_message + 2)  # + its CRLF
             except (ConnectionError, OSError):
                 break
-            if not line:
+            if got is None:
                 break
-            line = line.strip()
+            if got.cut:
+                err = self.oversized(got.size, None, got.data, got.tail.rstrip())
+                if err is not None:
+                    self.listener.on_backend_message(self, err, None, None)
+                continue
+            line = got.data.strip()
             if not line:
                 continue
             try:
@@ -146,14 +148,14 @@ class StdioChannel(Channel):
         stderr = self.proc.stderr
         while True:
             try:
-                line = await stderr.readline()
-            except (ValueError, asyncio.LimitOverrunError):
-                continue
+                got = await read_line(stderr, LOG_LINE_MAX)
             except (ConnectionError, OSError):
                 return
-            if not line:
+            if got is None:
                 return
-            text = line.decode("utf-8", "replace").rstrip()
+            text = got.data.decode("utf-8", "replace").rstrip()
+            if got.cut:
+                text = cut_line(text, size=got.size)
             if text:
                 self.listener.on_backend_log(self, text)
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from app.proxy import jsonrpc
 from app.proxy.channels.base import BackendUnavailable
 from app.proxy.channels.http import CONNECT_ERRORS, HTTPChannel
-from app.proxy.http_client import ConnectFailed, Response
+from app.proxy.http_client import BodyTooLarge, ConnectFailed, Response
 from app.proxy.jsonrpc import Message, RequestId
 from app.proxy.sse import SSEDecoder
 
@@ -98,7 +98,12 @@ class StreamableHTTPChannel(HTTPChannel):
             task.add_done_callback(lambda _t: self._forget_stream(rid, _t))
             return
         try:
-            body = await resp.read()
+            body = await resp.read(self.max_message)
+        except BodyTooLarge as exc:
+            err = self.oversized(exc.size or exc.limit, msg.id, exact=exc.size is not None)
+            if err is not None:
+                self.listener.on_backend_message(self, err, msg.id, status)
+            return
         except CONNECT_ERRORS as exc:
             self._request_failed(msg.id, f"backend connection broke while answering: {exc}")
             return
@@ -168,7 +173,7 @@ class StreamableHTTPChannel(HTTPChannel):
         answered = False
         last_event_id: str | None = None
         failure: str | None = None
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(self.max_message)
         try:
             while True:
                 try:
@@ -176,9 +181,12 @@ class StreamableHTTPChannel(HTTPChannel):
                         for ev in decoder.feed(chunk):
                             if ev.id:
                                 last_event_id = ev.id
-                            if ev.event != "message" or not ev.data:
+                            if ev.too_large:
+                                m = self.oversized(ev.too_large, request_id, ev.head, ev.tail)
+                            elif ev.event != "message" or not ev.data:
                                 continue
-                            m = self._decode_event(ev.data)
+                            else:
+                                m = self._decode_event(ev.data)
                             if m is None:
                                 continue
                             m = self._addressed(m, request_id)
@@ -196,7 +204,7 @@ class StreamableHTTPChannel(HTTPChannel):
                 if resumed is None:
                     break
                 resp = resumed
-                decoder = SSEDecoder()
+                decoder = SSEDecoder(self.max_message)
         except asyncio.CancelledError:
             resp.release()
             raise
@@ -253,7 +261,7 @@ class StreamableHTTPChannel(HTTPChannel):
             if resp.status != 200:
                 resp.release()
                 return
-            decoder = SSEDecoder()
+            decoder = SSEDecoder(self.max_message)
             got_any = False
             try:
                 async for chunk in resp.iter_chunks():
@@ -261,9 +269,12 @@ class StreamableHTTPChannel(HTTPChannel):
                         got_any = True
                         if ev.id:
                             headers["Last-Event-ID"] = ev.id
-                        if ev.event != "message" or not ev.data:
+                        if ev.too_large:
+                            m = self.oversized(ev.too_large, None, ev.head, ev.tail)
+                        elif ev.event != "message" or not ev.data:
                             continue
-                        m = self._decode_event(ev.data)
+                        else:
+                            m = self._decode_event(ev.data)
                         if m is not None:
                             self.listener.on_backend_message(self, m, None, 200)
             except CONNECT_ERRORS as exc:

@@ -1,0 +1,110 @@
+"""Large messages reach the client, from every backend transport, in both eras (issue 8).
+
+One router serves three backends (Streamable HTTP, legacy SSE, stdio), each one process for the
+whole file; the SDK client calls the fixture's `blob` tool, which answers N characters of a fixed
+pattern, and the test checks the text it got by length and hash. A second router with a small
+`--max-message` shows the error past the limit. Timing is the benchmark's business
+(bench/large.py); here only "arrived, whole, without a hang" and the router's memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import mcp_types as types
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from tests.servers.fixture import blob_text
+from tests.support.clients import connect
+from tests.support.procs import SyncRouter, memory_mb, run_fixture_sync, run_router_sync, stdio_command
+
+MiB = 1024 * 1024
+# The JSON-RPC envelope around the text: a "64 MiB" answer is the largest that fits the default limit.
+ENVELOPE = 1024
+SIZES = {"0.5MiB": MiB // 2, "1MiB": MiB, "4MiB": 4 * MiB, "16MiB": 16 * MiB, "64MiB": 64 * MiB - ENVELOPE}
+# (backend, client era): a legacy SSE backend has no 2026-07-28 era.
+COMBOS = [
+    ("http", "streamable-handshake"),
+    ("http", "streamable-modern"),
+    ("sse", "streamable-handshake"),
+    ("stdio", "streamable-handshake"),
+    ("stdio", "streamable-modern"),
+]
+SMALL_LIMIT = MiB
+
+
+@functools.cache
+def digest(size: int) -> str:
+    return hashlib.sha256(blob_text(size).encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def backends() -> Iterator[dict[str, str]]:
+    with run_fixture_sync("streamable", name="big-http") as http, run_fixture_sync("sse", name="big-sse") as sse:
+        yield {"http": http.url, "sse": sse.url, "stdio": stdio_command(name="big-stdio")}
+
+
+def _router_args(backends: dict[str, str]) -> list[str]:
+    return [arg for name, target in backends.items() for arg in ("-b", f"{name}={target}")]
+
+
+@pytest.fixture(scope="module")
+def router(backends: dict[str, str]) -> Iterator[SyncRouter]:
+    with run_router_sync("--quiet", *_router_args(backends)) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def small_router(backends: dict[str, str]) -> Iterator[SyncRouter]:
+    with run_router_sync("--quiet", "--max-message", "1MiB", *_router_args(backends)) as r:
+        yield r
+
+
+def _text(result: Any) -> str:
+    assert not result.is_error, result
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    text: str = block.text
+    return text
+
+
+@pytest.mark.parametrize("size_name", list(SIZES))
+@pytest.mark.parametrize(("backend", "era"), COMBOS, ids=[f"{b}-{e.split('-')[1]}" for b, e in COMBOS])
+async def test_large_answer_arrives_whole(router: SyncRouter, backend: str, era: Any, size_name: str) -> None:
+    size = SIZES[size_name]
+    async with connect(router.mcp_url(backend), era, read_timeout_seconds=60) as client:
+        text = _text(await client.call_tool("blob", {"size": size}))
+    assert len(text) == size, router.tail()
+    assert hashlib.sha256(text.encode()).hexdigest() == digest(size)
+
+
+async def test_router_memory_stays_a_small_multiple_of_the_largest_message(router: SyncRouter) -> None:
+    # Runs after the answers above (pytest keeps file order), so the router's peak RSS covers
+    # them all; one more 64 MiB answer makes the test stand on its own when run alone. An answer
+    # is held as bytes and as parsed text at once, plus socket buffers: about 3x, never 64 x.
+    async with connect(router.mcp_url("stdio"), "streamable-handshake", read_timeout_seconds=60) as client:
+        assert len(_text(await client.call_tool("blob", {"size": SIZES["64MiB"]}))) == SIZES["64MiB"]
+    peak = memory_mb(router.popen.pid, "VmHWM")
+    print(f"router peak RSS {peak:.0f} MB")
+    assert peak < 64 * 4 + 60, f"router peak RSS {peak:.0f} MB carrying 64 MiB answers"
+
+
+@pytest.mark.parametrize(("backend", "era"), COMBOS, ids=[f"{b}-{e.split('-')[1]}" for b, e in COMBOS])
+async def test_answer_past_max_message_is_an_error_naming_size_and_option(
+    small_router: SyncRouter, backend: str, era: Any
+) -> None:
+    size = 2 * SMALL_LIMIT
+    async with connect(small_router.mcp_url(backend), era, read_timeout_seconds=30) as client:
+        with pytest.raises(MCPError) as info:
+            await client.call_tool("blob", {"size": size})
+        message = str(info.value)
+        assert "--max-message" in message and "limit of 1 MiB" in message, message
+        said = re.search(r"answer is [\d.]+ MiB \((\d+) bytes\)", message)  # the answer's own size
+        assert said is not None and int(said.group(1)) > size, message
+        # No hang and nothing broken: the same session carries the next answer within the limit.
+        assert len(_text(await client.call_tool("blob", {"size": SMALL_LIMIT // 2}))) == SMALL_LIMIT // 2
