@@ -51,6 +51,7 @@ def make_router(settings: Settings) -> Router:
         max_message=settings.max_message,
         default=settings.default,
         session_idle_timeout=settings.session_idle_timeout,
+        max_sessions=settings.max_sessions,
     )
     for cfg in settings.backends:
         router.add_backend(cfg)

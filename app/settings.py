@@ -43,6 +43,7 @@ class Settings:
     allow_origins: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     """Things to say at start that did not stop it (skipped config entries)."""
+    max_sessions: int = 32
 
 
 def demo_backend() -> BackendConfig:
@@ -170,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help="answer CORS on the MCP routes for this browser origin (https://app.example); repeatable",
     )
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=32,
+        metavar="N",
+        help="client sessions per backend (for stdio, processes); past it the least recently active idle one"
+        " is closed (default 32)",
+    )
     return p
 
 
@@ -222,6 +231,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             )
         if ns.trace_buffer < 1:
             raise ConfigError("--trace-buffer must be at least 1")
+        if ns.max_sessions < 1:
+            raise ConfigError("--max-sessions must be at least 1")
         if ns.hold < 0 or ns.health_interval <= 0:
             raise ConfigError("--hold must be >= 0 and --health-interval > 0")
     except ConfigError as exc:
@@ -249,6 +260,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         trace_max_mb=ns.trace_max_mb,
         allow_origins=[o.rstrip("/").lower() for o in ns.allow_origin],
         warnings=warnings,
+        max_sessions=ns.max_sessions,
     )
 
 

@@ -10,7 +10,8 @@ from app.proxy import jsonrpc
 from app.proxy.asgi import Receive, Scope, Send, read_messages, respond, respond_error
 from app.proxy.endpoint_streamable import stream_outbox
 from app.proxy.jsonrpc import Message
-from app.proxy.router import Router, UnknownBackend
+from app.proxy.limits import SESSION_LIMIT
+from app.proxy.router import Router, SessionLimit, UnknownBackend
 from app.proxy.session import Session
 from app.proxy.sse import encode
 
@@ -36,7 +37,11 @@ class LegacySSEEndpoint:
         except UnknownBackend as exc:
             await respond_error(send, 404, jsonrpc.INVALID_REQUEST, str(exc))
             return
-        session = self.router.new_session(backend, "handshake", "sse")
+        try:
+            session = await self.router.open_session(backend, "handshake", "sse")
+        except SessionLimit as exc:
+            await respond_error(send, 503, SESSION_LIMIT, str(exc))
+            return
         root = scope.get("root_path", "")
         endpoint = encode(f"{root}/messages/?session_id={session.id}".encode(), event="endpoint")
         self._streaming[session.id] = None

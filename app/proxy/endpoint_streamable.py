@@ -24,7 +24,8 @@ from app.proxy.asgi import (
     watch_disconnect,
 )
 from app.proxy.jsonrpc import Message, RequestId
-from app.proxy.router import Router, UnknownBackend
+from app.proxy.limits import SESSION_LIMIT
+from app.proxy.router import Router, SessionLimit, UnknownBackend
 from app.proxy.session import Pending, Session
 from app.proxy.sse import COMMENT_PING, encode
 from app.proxy.streams import RETRY_MS, PostStream, Sink
@@ -126,7 +127,11 @@ class StreamableEndpoint:
             except UnknownBackend as exc:
                 await respond_error(send, 404, jsonrpc.INVALID_REQUEST, str(exc), first.id)
                 return
-            session = router.new_session(backend, "handshake", "streamable-http")
+            try:
+                session = await router.open_session(backend, "handshake", "streamable-http")
+            except SessionLimit as exc:
+                await respond_error(send, 503, SESSION_LIMIT, str(exc), first.id)
+                return
             await self._dispatch(session, messages, False, scope, receive, send, None, new_session=True)
             return
         if modern_version is not None:

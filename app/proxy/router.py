@@ -17,6 +17,13 @@ from app.proxy.session import ClientTransport, Era, Session
 DEFAULT_MAX_BODY = DEFAULT_MAX_MESSAGE  # a request body is one message (or one batch of them)
 
 
+DEFAULT_MAX_SESSIONS = 32
+
+
+class SessionLimit(Exception):
+    """A backend has --max-sessions client sessions, all of them active: a new one cannot start."""
+
+
 class UnknownBackend(LookupError):
     def __init__(self, name: str | None) -> None:
         super().__init__(name)
@@ -38,6 +45,7 @@ class Router:
         max_message: int = DEFAULT_MAX_MESSAGE,
         default: str | None = None,
         session_idle_timeout: float = 1800.0,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
     ) -> None:
         self.bus = EventBus()
         self.backends: dict[str, Backend] = {}
@@ -55,6 +63,9 @@ class Router:
         # A client that vanished without DELETE would otherwise keep its backend session (and, for
         # stdio, its process) forever.
         self.session_idle_timeout = session_idle_timeout
+        # Client sessions per backend (for stdio each is a process): a client stuck in a reconnect
+        # loop must not start hundreds.
+        self.max_sessions = max_sessions
         self._reaper: asyncio.Task[None] | None = None
         # Orders the commands applied to backends (add, remove, enable, disable, restart), so a
         # script firing them concurrently can tell from the answers which one took effect last.
@@ -158,6 +169,28 @@ class Router:
         )
         return session
 
+    async def open_session(self, backend: Backend, era: Era, transport: ClientTransport) -> Session:
+        """A new client session, within --max-sessions: the least recently active idle one makes room.
+
+        Raises SessionLimit when every session of the backend is active (an open stream or a
+        request in flight): those are never closed under a client.
+        """
+        while len(backend.sessions) >= self.max_sessions:
+            idle = [s for s in backend.sessions if s.idle]
+            if not idle:
+                n = len(backend.sessions)
+                raise SessionLimit(
+                    f"backend '{backend.name}' has {n} client sessions, all active (--max-sessions {self.max_sessions});"
+                    " end one or raise the limit"
+                )
+            victim = min(idle, key=lambda s: s.last_activity)
+            quiet = time.time() - victim.last_activity
+            await victim.close(
+                f"closed to make room: backend '{backend.name}' is at --max-sessions {self.max_sessions}"
+                f" and this session was the least recently active (idle {quiet:.0f} s)"
+            )
+        return self.new_session(backend, era, transport)
+
     def modern_session(self, backend: Backend) -> Session:
         """The one session that carries every modern-era request for a backend."""
         if backend.modern_session is None or backend.modern_session.closed:
@@ -186,6 +219,8 @@ class Router:
             "uptime_s": round(time.time() - self.started, 3),
             "default": self.default_name,
             "hold_s": self.hold,
+            "max_sessions": self.max_sessions,
+            "max_message": self.max_message,
             "health_interval_s": self.health_interval,
             "backends": [b.snapshot() for b in self.backends.values()],
             "sessions": len(self.sessions),

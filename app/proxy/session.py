@@ -153,6 +153,13 @@ class Session:
                 return f"{name} {version}" if version else str(name)
         return None
 
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight and no stream open: closing it now loses the client nothing it waits for."""
+        if self.pending or self.outbox.readers or self.closed:
+            return False
+        return not any(ps.attached for ps in self.post_streams.values())
+
     def snapshot(self) -> JSON:
         return {
             "id": self.id,
@@ -163,6 +170,7 @@ class Session:
             "protocol_version": self.protocol_version,
             "connected": self.channel is not None and self.channel.alive,
             "pending": len(self.pending),
+            "open_streams": self.outbox.readers + sum(1 for ps in self.post_streams.values() if ps.attached),
             "rebuilds": self.rebuilds,
             "created": self.created,
             "last_activity": self.last_activity,
