@@ -13,7 +13,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from app.proxy.asgi import DISCONNECT_HOOKS
+from app.proxy.asgi import ABORT_HOOK, DISCONNECT_HOOKS
 
 COALESCE_MAX = 64 * 1024
 
@@ -61,6 +61,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         cycle.transport = _CoalescingTransport(cycle.transport)  # type: ignore[assignment]
         cycle.scope[DISCONNECT_HOOKS] = []  # type: ignore[literal-required]
+        cycle.scope[ABORT_HOOK] = self.transport.abort  # type: ignore[literal-required]
         super()._start_asgi_task(cycle, app)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -10,13 +10,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
+import socket
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 
-from tests.support.procs import REPO_ROOT, Router, child_pids, initialize_request, run_router, wait_for
+from tests.support.clients import connect
+from tests.support.procs import (
+    HOST,
+    REPO_ROOT,
+    Router,
+    child_pids,
+    initialize_request,
+    memory_mb,
+    run_fixture,
+    run_router,
+    wait_for,
+)
 
 TINY = shlex.join([sys.executable, "-S", str(REPO_ROOT / "tests" / "servers" / "tiny_stdio.py")])
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -111,3 +124,135 @@ async def test_an_active_session_is_never_the_one_closed() -> None:
 
 async def _field(http: httpx.AsyncClient, sid: str, name: str) -> Any:
     return (await sessions(http))[sid][name]
+
+
+# ------------------------------------------------------------------------------ memory
+CEILING_MB = 200  # the router's documented memory ceiling under a slow reader or a chatty server
+
+
+class RssWatch:
+    """The router's peak RSS, sampled while a scenario runs (VmHWM would include its start-up)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0.0
+
+    def sample(self) -> float:
+        now = memory_mb(self.pid)
+        self.peak = max(self.peak, now)
+        return now
+
+
+async def stalled_connection(port: int, request: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw HTTP client that sends `request` and then reads nothing, with a tiny receive buffer
+    so that the router meets the stall after kilobytes, not megabytes of kernel buffering."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (HOST, port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+    writer.write(request)
+    await writer.drain()
+    return reader, writer
+
+
+def http_request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def test_a_client_that_stops_reading_its_answer_stream_is_cut_off_within_the_ceiling() -> None:
+    async with (
+        run_fixture("streamable", name="chatty") as fx,
+        router_and_http("-b", f"fx={fx.url}") as (r, http),
+    ):
+        watch = RssWatch(r.pid)
+        sid = (await initialize(http, "/mcp/fx")).headers["mcp-session-id"]
+        note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await http.post("/mcp/fx", json=note, headers=session_headers(sid))).status_code == 202
+        # Progress as fast as the backend can send it (10 KB each), on an answer stream nobody reads.
+        call = {
+            "jsonrpc": "2.0",
+            "id": 5,
+            "method": "tools/call",
+            "params": {"name": "flood", "arguments": {"count": 1_000_000}, "_meta": {"progressToken": 1}},
+        }
+        headers = {**session_headers(sid), "accept": "text/event-stream", "content-type": "application/json"}
+        _reader, writer = await stalled_connection(r.port, http_request("POST", "/mcp/fx", headers, orjson.dumps(call)))
+        try:
+
+            def cut_off() -> bool:
+                watch.sample()
+                return any("stopped reading its answer stream" in line for line in r.lines)
+
+            await wait_for(cut_off, timeout=60, interval=0.05, message="the stalled stream to be closed")
+            print(f"router RSS peak {watch.peak:.0f} MB")
+            assert watch.peak < CEILING_MB, f"router RSS peaked at {watch.peak:.0f} MB"
+
+            # Its request was cancelled upstream: nothing in flight, and the backend was told.
+            async def settled() -> bool:
+                return await _field(http, sid, "pending") == 0
+
+            await wait_for(settled, message="the call to be cancelled")
+            assert any("notifications/cancelled" in line for line in r.lines), r.lines[-10:]
+            # The session itself is fine.
+            ping = {"jsonrpc": "2.0", "id": 6, "method": "ping"}
+            assert (await http.post("/mcp/fx", json=ping, headers=session_headers(sid))).status_code == 200
+            assert watch.sample() < CEILING_MB
+        finally:
+            writer.close()
+
+
+async def test_events_subscribers_that_do_not_read_lose_their_oldest_events_and_are_told() -> None:
+    async with (
+        run_fixture("streamable", name="big") as fx,
+        router_and_http("--quiet", "-b", f"fx={fx.url}") as (r, _http),
+        connect(r.mcp_url("fx"), "streamable-modern") as client,
+    ):
+        watch = RssWatch(r.pid)
+        readers = [
+            await stalled_connection(r.port, http_request("GET", "/events", {"accept": "text/event-stream"}))
+            for _ in range(3)
+        ]
+        try:
+            size = 512 * 1024
+            for _ in range(400):  # 200 MB of answers: twelve times what a subscriber may hold
+                result = await client.call_tool("blob", {"size": size})
+                assert not result.is_error
+                watch.sample()
+            print(f"router RSS peak {watch.peak:.0f} MB")
+            assert watch.peak < CEILING_MB, f"router RSS peaked at {watch.peak:.0f} MB"
+            # A reader that comes back is told how many events it lost.
+            reader = readers[0][0]
+            seen = b""
+            async with asyncio.timeout(30):
+                while b"event: dropped" not in seen:
+                    chunk = await reader.read(1 << 20)
+                    assert chunk, "the /events stream ended"
+                    seen = seen[-100:] + chunk
+            line = seen[seen.index(b"event: dropped") :].split(b"\n")[1]
+            assert orjson.loads(line.removeprefix(b"data: "))["count"] > 0
+        finally:
+            for _r, w in readers:
+                w.close()
+
+
+async def test_a_backend_writing_huge_stderr_lines_keeps_its_log_bounded() -> None:
+    line_size = 30_000_000
+    chatty = f"{TINY} --stderr-lines 10 --stderr-size {line_size}"
+    async with router_and_http("--quiet", "-b", f"loud={chatty}") as (r, http):
+        watch = RssWatch(r.pid)
+
+        async def logged() -> bool:
+            watch.sample()
+            lines = (await http.get("/backends/loud/log")).json()["lines"]
+            return sum("cut:" in line for line in lines) >= 10
+
+        await wait_for(logged, timeout=60, interval=0.1, message="the ten stderr lines")
+        resp = await http.get("/backends/loud/log")
+        assert len(resp.content) < 1_000_000, f"/backends/loud/log is {len(resp.content)} bytes"
+        cut = [line for line in resp.json()["lines"] if "cut:" in line]
+        assert all("[cut: 28.6 MiB in all]" in line for line in cut), cut[0][-60:]
+        print(f"router RSS peak {watch.peak:.0f} MB")
+        assert watch.peak < CEILING_MB, f"router RSS peaked at {watch.peak:.0f} MB"

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from app.proxy.backend import OUTCOME_STATUS, CommandResult
 from app.proxy.config import BackendConfig, ConfigError, quote
-from app.proxy.events import EVENT_TYPES
+from app.proxy.events import BATCH_BYTES, EVENT_TYPES
 from app.proxy.router import Router, UnknownBackend
 from app.proxy.sse import COMMENT_PING, encode
 
@@ -179,11 +179,15 @@ def build_admin(router: Router) -> Starlette:
                 yield encode(orjson.dumps({"type": "hello", **router.status()}), event="hello")
                 while not sub.closed:
                     try:
-                        batch = await asyncio.wait_for(sub.next_batch(), EVENT_KEEPALIVE)
+                        batch = await asyncio.wait_for(sub.next_batch(BATCH_BYTES), EVENT_KEEPALIVE)
                     except TimeoutError:
                         yield COMMENT_PING
                         continue
                     out = []
+                    if sub.dropped:
+                        # A reader too slow for the traffic loses the oldest events; tell it how many.
+                        dropped, sub.dropped = sub.dropped, 0
+                        out.append(encode(orjson.dumps({"type": "dropped", "count": dropped}), event="dropped"))
                     for ev in batch:
                         d = ev.to_dict()
                         out.append(encode(orjson.dumps(d, default=str), event=d["type"]))

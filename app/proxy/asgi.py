@@ -68,6 +68,11 @@ DISCONNECT_HOOKS = "mcp_router.disconnect_hooks"
 """Scope key under which our uvicorn protocol keeps callbacks to run when the client goes away."""
 
 
+ABORT_HOOK = "mcp_router.abort"
+"""Scope key under which our uvicorn protocol offers to drop the connection at once (a client that
+stopped reading: closing would wait for a buffer it never drains)."""
+
+
 def watch_disconnect(scope: Scope, receive: Receive) -> asyncio.Future[None]:
     """A future resolved when the client disconnects; cancel it to stop watching.
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from app.proxy import jsonrpc
 from app.proxy.asgi import (
+    ABORT_HOOK,
     SSE_HEADERS,
     ClientDisconnected,
     Receive,
@@ -24,11 +25,11 @@ from app.proxy.asgi import (
     watch_disconnect,
 )
 from app.proxy.jsonrpc import Message, RequestId
-from app.proxy.limits import SESSION_LIMIT
+from app.proxy.limits import SESSION_LIMIT, fmt_size
 from app.proxy.router import Router, SessionLimit, UnknownBackend
 from app.proxy.session import Pending, Session
 from app.proxy.sse import COMMENT_PING, encode
-from app.proxy.streams import RETRY_MS, PostStream, Sink
+from app.proxy.streams import RETRY_MS, SINK_BYTES, PostStream, Sink
 
 # Headers a modern-era request carries that the backend must see untouched.
 FORWARDED = frozenset({b"mcp-protocol-version", b"mcp-method", b"mcp-name", b"authorization"})
@@ -288,6 +289,7 @@ class StreamableEndpoint:
                     streaming = True
                     if watcher is None:
                         watcher = watch_disconnect(scope, receive)
+                    sink.on_overflow = functools.partial(self._overflowed, session, requests, scope, watcher)
                     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + extra})
                     if not modern:
                         stream = session.open_post_stream(sink, waiting)
@@ -311,7 +313,7 @@ class StreamableEndpoint:
             else:
                 await respond(send, 500, headers=extra)
         except (ClientDisconnected, OSError):
-            if resumable and stream is not None:
+            if resumable and stream is not None and not sink.overflowed:
                 # Handshake era: a dropped stream is not a cancellation; the client may resume it.
                 stream.attached = False
                 if not forwarder.done():
@@ -355,6 +357,25 @@ class StreamableEndpoint:
             pass
         if new_session and session.init_result is None and not session.closed:
             await session.close("initialize failed")
+
+    def _overflowed(
+        self,
+        session: Session,
+        requests: list[Message],
+        scope: Scope,
+        watcher: asyncio.Future[None],
+        waiting: int,
+    ) -> None:
+        """The client stopped reading its answer stream: end it and cancel its requests upstream."""
+        pending = [p for m in requests if (p := self._pending_for(session, m)) is not None]
+        session.abandon(
+            pending,
+            f"the client stopped reading its answer stream ({fmt_size(waiting)} waiting, over {fmt_size(SINK_BYTES)});"
+            " closed it",
+        )
+        abort = scope.get(ABORT_HOOK)
+        if abort is not None and not watcher.done():
+            abort()  # unblocks the write the stream is stuck in; the connection is not reused
 
     @staticmethod
     def _pending_for(session: Session, m: Message) -> Pending | None:
@@ -495,6 +516,12 @@ async def stream_outbox(session: Session, cursor: int, receive: Receive, send: S
             items = reader.result()
             if not items:
                 break  # the session ended
+            if items[0][0] > cursor + 1:
+                session.router.log(
+                    session.backend.name,
+                    f"session {session.id[:8]}: the client's stream fell {items[0][0] - cursor - 1} message(s)"
+                    f" behind the {fmt_size(outbox.max_bytes)} it may lag by; they were dropped",
+                )
             chunk = b"".join(encode(m.raw, event_id=str(i)) for i, m in items)
             cursor = items[-1][0]
             outbox.delivered = max(outbox.delivered, cursor)

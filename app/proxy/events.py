@@ -24,6 +24,10 @@ class Event:
     def kind(self) -> str:
         return type(self).__name__
 
+    def cost(self) -> int:
+        """What holding this event costs, in bytes, estimated cheaply (never by serializing it)."""
+        return EVENT_OVERHEAD
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["type"] = EVENT_TYPES.get(type(self), self.kind)
@@ -53,6 +57,9 @@ class TrafficEvent(Event):
     """Set on an error the router answered because the backend misbehaved (not a router failure)."""
     era: str | None = None
     """The client session's era ("handshake" or "modern")."""
+
+    def cost(self) -> int:
+        return EVENT_OVERHEAD + (len(self.raw) if self.raw is not None else 0)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in _TRAFFIC_FIELDS}
@@ -151,35 +158,64 @@ def event_from_dict(data: Any) -> Event | None:
         return None
 
 
+# A subscriber that stops reading holds at most this much (its oldest events go first); a batch
+# handed to it at once is at most BATCH_BYTES (at least one event), so serializing it is bounded too.
+EVENT_OVERHEAD = 512
+SUBSCRIPTION_BYTES = 16 * 1024 * 1024
+BATCH_BYTES = 1024 * 1024
+
+
 class Subscription:
-    def __init__(self, bus: EventBus, maxsize: int, kinds: frozenset[type[Event]] | None) -> None:
+    def __init__(
+        self, bus: EventBus, maxsize: int, kinds: frozenset[type[Event]] | None, max_bytes: int = SUBSCRIPTION_BYTES
+    ) -> None:
         self._bus = bus
         self.kinds = kinds  # None: every kind
-        self._queue: deque[Event] = deque(maxlen=maxsize)
+        self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self._queue: deque[tuple[Event, int]] = deque()
+        self.bytes = 0
         self._wakeup = asyncio.Event()
         self.dropped = 0
         self.closed = False
 
     def _put(self, event: Event) -> None:
-        if len(self._queue) == self._queue.maxlen:
+        cost = event.cost()
+        queue = self._queue
+        queue.append((event, cost))
+        self.bytes += cost
+        while (self.bytes > self.max_bytes or len(queue) > self.maxsize) and len(queue) > 1:
+            self.bytes -= queue.popleft()[1]
             self.dropped += 1
-        self._queue.append(event)
         self._wakeup.set()
 
-    def drain(self) -> list[Event]:
-        """Everything queued so far, without waiting (for views that poll on an interval)."""
-        items = list(self._queue)
-        self._queue.clear()
-        self._wakeup.clear()
+    def drain(self, max_bytes: int | None = None) -> list[Event]:
+        """What is queued (up to `max_bytes` of it, at least one event), without waiting (for
+        views that poll on an interval)."""
+        queue = self._queue
+        if max_bytes is None or self.bytes <= max_bytes:
+            items = [ev for ev, _ in queue]
+            queue.clear()
+            self.bytes = 0
+        else:
+            items = []
+            taken = 0
+            while queue and (not items or taken + queue[0][1] <= max_bytes):
+                ev, cost = queue.popleft()
+                items.append(ev)
+                taken += cost
+            self.bytes -= taken
+        if not queue:
+            self._wakeup.clear()
         return items
 
-    async def next_batch(self) -> list[Event]:
+    async def next_batch(self, max_bytes: int | None = None) -> list[Event]:
         while not self._queue:
             if self.closed:
                 return []
             self._wakeup.clear()
             await self._wakeup.wait()
-        return self.drain()
+        return self.drain(max_bytes)
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         while not self.closed:

@@ -481,6 +481,24 @@ class Session:
             "client->backend", jsonrpc.notification("notifications/cancelled", {"requestId": p.client_id})
         )
 
+    def abandon(self, requests: list[Pending], why: str) -> None:
+        """The client can no longer take these requests' answers: cancel them upstream, say so."""
+        self.router.log(self.backend.name, f"session {self.id[:8]}: {why}; cancelled {len(requests)} request(s)")
+        for p in requests:
+            if self.era == "modern":
+                self.client_gone(p)  # closing the stream is the cancellation
+                continue
+            if self.pending.get(p.backend_id) is not p:
+                continue
+            self._pop(p)
+            self._note_cancelled(p)
+            note = jsonrpc.notification("notifications/cancelled", {"requestId": p.backend_id, "reason": why})
+            self._publish_traffic("router->backend", note)
+            ch = p.channel
+            if ch is not None and ch.alive:
+                task = self._spawn(ch.send(note))
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
     def _note_cancelled(self, p: Pending) -> None:
         self._cancelled[p.backend_id] = None
         if len(self._cancelled) > 256:

@@ -4,23 +4,71 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from app.proxy.jsonrpc import Message, RequestId
 from app.proxy.sse import encode as sse_encode
 
+# What a client's answer stream may fall behind by before the router gives up on it. A message is
+# costed at its bytes plus what its parsed form and bookkeeping take (about 1 KB).
+SINK_BYTES = 8 * 1024 * 1024
+MESSAGE_OVERHEAD = 1024
 
-class Sink:
-    """Messages for one open client POST: its JSON answer or its SSE response stream."""
 
-    __slots__ = ("closed", "queue")
+def message_cost(msg: Message) -> int:
+    return len(msg.raw) + MESSAGE_OVERHEAD
+
+
+class _CostedQueue(asyncio.Queue[tuple[Message, int | None]]):
+    """An asyncio.Queue that knows what it holds, in bytes."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[tuple[Message, int | None]] = asyncio.Queue()
+        super().__init__()
+        self.bytes = 0
+
+    def _put(self, item: tuple[Message, int | None]) -> None:
+        super()._put(item)
+        self.bytes += message_cost(item[0])
+
+    def _get(self) -> tuple[Message, int | None]:
+        item = super()._get()
+        self.bytes -= message_cost(item[0])
+        return item
+
+
+class Sink:
+    """Messages for one open client POST: its JSON answer or its SSE response stream.
+
+    Bounded: a client that stops reading its stream while the backend keeps sending (progress, logs)
+    would otherwise grow it without end. Past SINK_BYTES waiting the sink closes itself and calls
+    `on_overflow` (the endpoint ends the stream and cancels its requests upstream). A message that
+    finds the sink empty always fits, however large.
+    """
+
+    __slots__ = ("closed", "limit", "on_overflow", "overflowed", "queue")
+
+    def __init__(self, limit: int = SINK_BYTES) -> None:
+        self.queue = _CostedQueue()
         self.closed = False
+        self.limit = limit
+        self.overflowed = 0  # bytes waiting when it overflowed
+        self.on_overflow: Callable[[int], None] | None = None
 
     def put(self, msg: Message, status: int | None = None) -> None:
-        if not self.closed:
-            self.queue.put_nowait((msg, status))
+        if self.closed:
+            return
+        if self.queue.bytes > self.limit and msg.method != "$closed":
+            self._overflow()
+            return
+        self.queue.put_nowait((msg, status))
+
+    def _overflow(self) -> None:
+        self.closed = True
+        self.overflowed = self.queue.bytes
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        if self.on_overflow is not None:
+            self.on_overflow(self.overflowed)
 
 
 class Outbox:
@@ -30,8 +78,11 @@ class Outbox:
     the messages it missed, as long as they are still within the bound.
     """
 
-    def __init__(self, limit: int = 1000) -> None:
-        self.history: deque[tuple[int, Message]] = deque(maxlen=limit)
+    def __init__(self, limit: int = 1000, max_bytes: int = SINK_BYTES) -> None:
+        self.history: deque[tuple[int, Message]] = deque()
+        self.limit = limit
+        self.max_bytes = max_bytes  # the newest message is kept whatever its size
+        self.bytes = 0
         self.next_id = 1
         self.readers = 0
         self.delivered = 0  # highest id written to a reader; a new stream starts after it
@@ -39,8 +90,12 @@ class Outbox:
         self._changed = asyncio.Event()
 
     def put(self, msg: Message) -> None:
-        self.history.append((self.next_id, msg))
+        history = self.history
+        history.append((self.next_id, msg))
+        self.bytes += message_cost(msg)
         self.next_id += 1
+        while len(history) > 1 and (self.bytes > self.max_bytes or len(history) > self.limit):
+            self.bytes -= message_cost(history.popleft()[1])
         self._changed.set()
 
     def after(self, last_id: int) -> list[tuple[int, Message]]:
@@ -82,7 +137,8 @@ class PostStream:
         self.sink = sink
         self.waiting = waiting
         self.seq = 0
-        self.history: deque[tuple[int, bytes]] = deque(maxlen=self.HISTORY)
+        self.history: deque[tuple[int, bytes]] = deque()
+        self.history_bytes = 0
         self.attached = True
 
     def priming(self) -> bytes:
@@ -92,7 +148,11 @@ class PostStream:
     def frame(self, raw: bytes) -> bytes:
         self.seq += 1
         data = sse_encode(raw, event_id=f"{self.number}-{self.seq}")
-        self.history.append((self.seq, data))
+        history = self.history
+        history.append((self.seq, data))
+        self.history_bytes += len(data)
+        while len(history) > 1 and (self.history_bytes > SINK_BYTES or len(history) > self.HISTORY):
+            self.history_bytes -= len(history.popleft()[1])
         return data
 
     def replay_after(self, seq: int) -> list[bytes]:

@@ -104,6 +104,14 @@ def build_server(variant: str, name: str) -> MCPServer[Any]:
         return blob_text(size)
 
     @mcp.tool()
+    async def flood(ctx: Context, count: int, size: int = 10_000) -> str:
+        """Send `count` progress notifications with a `size`-character message each, then answer."""
+        text = blob_text(size)
+        for i in range(count):
+            await ctx.report_progress(i + 1, count, text)
+        return "flooded"
+
+    @mcp.tool()
     async def slow(ctx: Context, steps: int = 3, delay: float = 0.05) -> str:
         """Report progress once per step, then return "done"."""
         for i in range(steps):

@@ -1,10 +1,11 @@
 """A minimal stdio MCP server without the SDK: starts in milliseconds, for tests that spawn hundreds.
 
-    python tests/servers/tiny_stdio.py
+    python tests/servers/tiny_stdio.py [--stderr-lines N --stderr-size BYTES]
 
 Answers `initialize` (echoing the offered version), `ping`, `tools/list` and `tools/call` of two
 tools: `echo` (returns its `text`) and `hang` (never answers: a request that stays in flight).
-Exits at the end of stdin.
+Exits at the end of stdin. With --stderr-lines it first writes that many lines of --stderr-size
+bytes each to stderr (a chatty server, for the log bounds).
 """
 
 import json
@@ -36,6 +37,16 @@ def answer(msg: dict) -> dict | None:  # type: ignore[type-arg]
 
 
 def main() -> None:
+    args = sys.argv[1:]
+    if "--stderr-lines" in args:
+        lines = int(args[args.index("--stderr-lines") + 1])
+        size = int(args[args.index("--stderr-size") + 1])
+        chunk = "e" * (1 << 20)
+        for _ in range(lines):
+            for start in range(0, size, len(chunk)):
+                sys.stderr.write(chunk[: size - start])
+            sys.stderr.write("\n")
+        sys.stderr.flush()
     for line in sys.stdin:
         try:
             msg = json.loads(line)

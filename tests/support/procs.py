@@ -30,7 +30,22 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_PATH = REPO_ROOT / "tests" / "servers" / "fixture.py"
 # The tools of the fixture backend's v1 (v2 adds "extra_tool").
 FIXTURE_V1_TOOLS = frozenset(
-    {"echo", "add", "blob", "slow", "sleep", "sleeps", "sample", "elicit", "roots", "log", "whoami", "bump", "announce"}
+    {
+        "echo",
+        "add",
+        "blob",
+        "flood",
+        "slow",
+        "sleep",
+        "sleeps",
+        "sample",
+        "elicit",
+        "roots",
+        "log",
+        "whoami",
+        "bump",
+        "announce",
+    }
 )
 HOST = "127.0.0.1"
 
