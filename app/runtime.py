@@ -52,6 +52,7 @@ def make_router(settings: Settings) -> Router:
         default=settings.default,
         session_idle_timeout=settings.session_idle_timeout,
         max_sessions=settings.max_sessions,
+        probe_timeout=settings.probe_timeout,
     )
     for cfg in settings.backends:
         router.add_backend(cfg)

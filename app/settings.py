@@ -44,6 +44,7 @@ class Settings:
     warnings: list[str] = field(default_factory=list)
     """Things to say at start that did not stop it (skipped config entries)."""
     max_sessions: int = 32
+    probe_timeout: float = 5.0
 
 
 def demo_backend() -> BackendConfig:
@@ -179,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="client sessions per backend (for stdio, processes); past it the least recently active idle one"
         " is closed (default 32)",
     )
+    p.add_argument(
+        "--probe-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long a health probe waits for an answer (default 5); a backend silent longer is shown"
+        " as not answering",
+    )
     return p
 
 
@@ -231,6 +240,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             )
         if ns.trace_buffer < 1:
             raise ConfigError("--trace-buffer must be at least 1")
+        if ns.probe_timeout <= 0:
+            raise ConfigError("--probe-timeout must be > 0")
         if ns.max_sessions < 1:
             raise ConfigError("--max-sessions must be at least 1")
         if ns.hold < 0 or ns.health_interval <= 0:
@@ -261,6 +272,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         allow_origins=[o.rstrip("/").lower() for o in ns.allow_origin],
         warnings=warnings,
         max_sessions=ns.max_sessions,
+        probe_timeout=ns.probe_timeout,
     )
 
 

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shlex
+import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import mcp_types as types
 import orjson
+import pytest
 
 from tests.support.clients import connect
 from tests.support.procs import (
@@ -28,6 +33,7 @@ from tests.support.procs import (
     memory_mb,
     run_fixture,
     run_router,
+    stdio_command,
     wait_for,
 )
 
@@ -256,3 +262,81 @@ async def test_a_backend_writing_huge_stderr_lines_keeps_its_log_bounded() -> No
         assert all("[cut: 28.6 MiB in all]" in line for line in cut), cut[0][-60:]
         print(f"router RSS peak {watch.peak:.0f} MB")
         assert watch.peak < CEILING_MB, f"router RSS peaked at {watch.peak:.0f} MB"
+
+
+# ------------------------------------------------------------------------------ a backend that does not answer
+
+
+async def backend_status(http: httpx.AsyncClient, name: str) -> dict[str, Any]:
+    status: dict[str, Any] = (await http.get(f"/backends/{name}")).json()
+    return status
+
+
+async def test_a_listening_but_silent_backend_is_down_with_the_reason_within_the_probe_timeout() -> None:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass  # takes every request, answers none
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, HOST, 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with router_and_http("-b", f"silent=http://{HOST}:{port}/mcp", "--probe-timeout", "2") as (_r, http):
+            started = time.monotonic()
+
+            async def down() -> dict[str, Any] | None:
+                b = await backend_status(http, "silent")
+                return b if b["state"] == "down" else None
+
+            b = await wait_for(down, timeout=10, message="the silent backend to be down")
+            assert b["reason"] == "no answer to initialize within 2 s", b
+            assert time.monotonic() - started < 2 + 3, "down only well after the probe timeout"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("kind", ["http", "stdio"])
+async def test_a_paused_backend_is_shown_not_answering_and_its_call_is_answered_after_it_resumes(kind: str) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        if kind == "http":
+            fx = await stack.enter_async_context(run_fixture("streamable", name="paused"))
+            target = fx.url
+        else:
+            target = stdio_command(name="paused")
+        r, http = await stack.enter_async_context(
+            router_and_http("-b", f"be={target}", "--probe-timeout", "1", "--health-interval", "0.5")
+        )
+        client = await stack.enter_async_context(connect(r.mcp_url("be"), "streamable-handshake"))
+        assert not (await client.call_tool("echo", {"text": "warm"})).is_error
+        status = await backend_status(http, "be")
+        assert status["state"] == "up" and status["not_answering_s"] is None, status
+        pids = [fx.pid] if kind == "http" else status["pids"]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            call = asyncio.ensure_future(client.call_tool("echo", {"text": "through the pause"}))
+
+            async def silent() -> dict[str, Any] | None:
+                b = await backend_status(http, "be")
+                return b if b["not_answering_s"] is not None else None
+
+            b = await wait_for(silent, timeout=10, message="the paused backend to be shown not answering")
+            assert b["state"] == "up", b  # paused, not gone: its call is kept
+            assert b["detail"].startswith("not answering for "), b
+            # The headless output (and the TUI, through the same event) says so too.
+            await wait_for(lambda: any("not answering for" in line for line in r.lines), message="the note")
+            assert not call.done()
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        result = await asyncio.wait_for(call, 20)
+        assert not result.is_error
+        block = result.content[0]
+        assert isinstance(block, types.TextContent) and block.text == "through the pause"
+
+        async def answering() -> bool:
+            return (await backend_status(http, "be"))["not_answering_s"] is None
+
+        await wait_for(answering, timeout=10, message="the figure to clear")
+        await wait_for(lambda: any("answering again" in line for line in r.lines), message="the all-clear note")

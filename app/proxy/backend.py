@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from app import __version__
 from app.proxy import jsonrpc
-from app.proxy.calls import RouterCallError, RouterCalls, catalog_changes, list_catalog
+from app.proxy.calls import RouterCallError, RouterCalls, RouterCallTimeout, catalog_changes, list_catalog
 from app.proxy.channels.base import BackendUnavailable, Channel, ChannelListener, ChannelMode, NotAnEndpoint
 from app.proxy.channels.sse_legacy import LegacySSEChannel
 from app.proxy.channels.stdio import StdioChannel
@@ -32,7 +32,7 @@ Outcome = Literal["restarted", "failed", "enabled", "disabled", "removed"]
 T = TypeVar("T")
 
 DOWN_PROBE_INTERVAL = 0.2
-PROBE_TIMEOUT = 5.0
+PROBE_TIMEOUT = 5.0  # the default of --probe-timeout
 START_TIMEOUT = 15.0
 CRASH_WINDOW = 60.0
 CRASH_LIMIT = 5
@@ -86,6 +86,7 @@ class _RouterListener:
         self.on_lost = on_lost
 
     def on_backend_message(self, channel: Channel, msg: Message, related: RequestId | None, status: int | None) -> None:
+        self.backend.heard()
         if self.calls.take(msg):
             return
         if msg.is_request and msg.id is not None:
@@ -154,6 +155,12 @@ class Backend:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self.added_seq: int | None = None
+        # Silence: when a message last came from the backend, and since when a probe has gone
+        # unanswered (perf_counter, like Pending.started).
+        self.last_heard = 0.0
+        self._unanswered_since: float | None = None
+        self._silence_noted = False
+        self._last_probe_silent = False
 
     # ------------------------------------------------------------------ describing
     @property
@@ -177,8 +184,28 @@ class Backend:
             out.append(self.modern_session)
         return out
 
+    def heard(self) -> None:
+        """A message came from the backend: it is answering."""
+        self.last_heard = time.perf_counter()
+
+    def not_answering(self) -> float | None:
+        """Seconds a probe or a request has waited with not a word from the backend since, once
+        that is longer than --probe-timeout (a breakpoint, a deadlock, SIGSTOP); else None."""
+        if not self.accepting:
+            return None  # a backend that is down says why in its state reason
+        since = self._unanswered_since
+        for session in self.all_sessions():
+            for p in session.pending.values():
+                if p.channel is not None and not p.listen and (since is None or p.started < since):
+                    since = p.started
+        if since is None:
+            return None
+        silent = time.perf_counter() - max(since, self.last_heard)
+        return silent if silent > self.router.probe_timeout else None
+
     def snapshot(self) -> JSON:
         last = self.health[-1] if self.health else None
+        silent = self.not_answering()
         return {
             **self.config.to_dict(),
             "kind": self.config.kind,
@@ -199,6 +226,9 @@ class Backend:
             "prompts": [p.get("name") for p in (self.catalog or {}).get("prompts", [])],
             "pids": self.pids,
             "default": self.router.default_name == self.name,
+            # Still "up" (its calls are kept and answered when it resumes), but silent this long.
+            "not_answering_s": None if silent is None else round(silent, 1),
+            "detail": None if silent is None else f"not answering for {silent:.0f} s",
         }
 
     def down_message(self, hold: float) -> str:
@@ -284,6 +314,7 @@ class Backend:
             self._set_state("disabled")
         monitor = self._monitor_stdio() if self.config.kind == "stdio" else self._monitor_http()
         self._tasks.append(asyncio.create_task(monitor, name=f"monitor:{self.name}"))
+        self._tasks.append(asyncio.create_task(self._watch_silence(), name=f"silence:{self.name}"))
         if self.config.watch:
             self._tasks.append(asyncio.create_task(self._watch(), name=f"watch:{self.name}"))
 
@@ -403,6 +434,27 @@ class Backend:
         for s in self.all_sessions():
             s.check_catalog()
 
+    async def _watch_silence(self) -> None:
+        """Say in the log when the backend stops and starts answering again (the views refresh on it)."""
+        while True:
+            await asyncio.sleep(1.0)  # a housekeeping period: the snapshot computes the figure itself
+            silent = self.not_answering()
+            if silent is not None and not self._silence_noted:
+                self._silence_noted = True
+                self.note(f"not answering for {silent:.0f} s (its calls are kept until it does)")
+            elif silent is None and self._silence_noted:
+                self._silence_noted = False
+                self.note("answering again")
+
+    def _probe_started(self) -> None:
+        if self._unanswered_since is None:
+            self._unanswered_since = time.perf_counter()
+
+    def _probe_ended(self, silent: bool) -> None:
+        self._last_probe_silent = silent
+        if not silent:
+            self._unanswered_since = None
+
     def _interval(self) -> float:
         return self.router.health_interval if self.state == "up" else DOWN_PROBE_INTERVAL
 
@@ -420,6 +472,8 @@ class Backend:
             self._record(ok, latency if ok else None, detail)
             if ok and self.state != "up":
                 self._came_up(catalog, None)
+            elif not ok and self.state == "up" and self._last_probe_silent:
+                pass  # paused, not gone: it stays up, shown as not answering, its calls kept
             elif not ok and self.state in ("up", "starting"):
                 self._set_state("down", detail)
             elif not ok and self.state == "down" and detail != self.state_reason:
@@ -445,6 +499,8 @@ class Backend:
         """A real MCP exchange: initialize (and list the catalog) on a connection of its own."""
         first_error: str | None = None
         headers = self.config.headers
+        timeout = self.router.probe_timeout
+        self._probe_started()
         for url, transport in self._candidates():
             calls = RouterCalls()
             listener = _RouterListener(self, calls)
@@ -454,8 +510,11 @@ class Backend:
             else:
                 ch = StreamableHTTPChannel(self.name, listener, "handshake", self.router.http, url, headers)
             try:
-                await asyncio.wait_for(ch.open(), PROBE_TIMEOUT)
-                res = await calls.call(ch, "initialize", PROBE_INIT_PARAMS, timeout=PROBE_TIMEOUT)
+                try:
+                    await asyncio.wait_for(ch.open(), timeout)
+                except TimeoutError:
+                    raise RouterCallTimeout("GET", timeout) from None
+                res = await calls.call(ch, "initialize", PROBE_INIT_PARAMS, timeout=timeout)
                 version = res.get("protocolVersion")
                 ch.protocol_version = version if isinstance(version, str) else None
                 await ch.send(jsonrpc.notification("notifications/initialized"))
@@ -469,11 +528,17 @@ class Backend:
                     where = f" at {url}" if url != self.config.url else ""
                     self.endpoint = url
                     self.note(f"speaks {transport}{where}")
+                self._probe_ended(False)
                 return True, None, catalog
             except NotAnEndpoint as exc:
                 first_error = first_error or str(exc)
             except BackendUnavailable as exc:
                 # Unreachable is unreachable: no point trying the other transport.
+                self._probe_ended(False)
+                return False, str(exc), None
+            except RouterCallTimeout as exc:
+                # It took the connection and said nothing: silent on one transport, silent on all.
+                self._probe_ended(True)
                 return False, str(exc), None
             except (RouterCallError, TimeoutError) as exc:
                 first_error = first_error or str(exc) or "timed out"
@@ -482,6 +547,7 @@ class Backend:
         tried = list(dict.fromkeys(u for u, _ in self._candidates()))
         if len(tried) > 1:
             first_error = f"{first_error} (no MCP answer at {', '.join(tried)})"
+        self._probe_ended(False)
         return False, first_error, None
 
     # ------------------------------------------------------------------ stdio backends
@@ -553,11 +619,14 @@ class Backend:
                     await self._pause(self._interval())
                 continue
             started = time.perf_counter()
+            self._probe_started()
             try:
-                await self._main_calls.call(main, "ping", None, timeout=PROBE_TIMEOUT)
+                await self._main_calls.call(main, "ping", None, timeout=self.router.probe_timeout)
                 ok, detail = True, None
+                self._probe_ended(False)
             except (RouterCallError, BackendUnavailable) as exc:
                 ok, detail = False, str(exc)
+                self._probe_ended(isinstance(exc, RouterCallTimeout))
             if gen == self._gen and main is self._main:  # else a command replaced it meanwhile
                 self._record(ok, time.perf_counter() - started if ok else None, detail)
                 if ok and not self.accepting:

@@ -24,6 +24,18 @@ class RouterCallError(Exception):
         self.detail = detail
 
 
+class RouterCallTimeout(RouterCallError):
+    """The backend took the request (or its connection) and said nothing within the timeout."""
+
+    def __init__(self, method: str, timeout: float) -> None:
+        super().__init__(method, f"no answer within {timeout:g} s")
+        self.args = (f"no answer to {method} within {timeout:g} s",)
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class RouterCalls:
     def __init__(self) -> None:
         self._waiting: dict[RequestId, asyncio.Future[Message]] = {}
@@ -34,11 +46,13 @@ class RouterCalls:
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = fut
         try:
-            await channel.send(jsonrpc.request(rid, method, params))
-            try:
-                reply = await asyncio.wait_for(fut, timeout)
-            except TimeoutError:
-                raise RouterCallError(method, f"no answer within {timeout:g} s") from None
+            # The send is inside the timeout: over HTTP it waits for the answer's head, and a
+            # backend that accepts the connection and never answers would hold it forever.
+            async with asyncio.timeout(timeout):
+                await channel.send(jsonrpc.request(rid, method, params))
+                reply = await fut
+        except TimeoutError:
+            raise RouterCallTimeout(method, timeout) from None
         finally:
             self._waiting.pop(rid, None)
         if reply.is_error:

@@ -46,6 +46,7 @@ class Router:
         default: str | None = None,
         session_idle_timeout: float = 1800.0,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
+        probe_timeout: float = 5.0,
     ) -> None:
         self.bus = EventBus()
         self.backends: dict[str, Backend] = {}
@@ -66,6 +67,8 @@ class Router:
         # Client sessions per backend (for stdio each is a process): a client stuck in a reconnect
         # loop must not start hundreds.
         self.max_sessions = max_sessions
+        # How long a probe waits for an answer; also how long a silent backend goes unremarked.
+        self.probe_timeout = probe_timeout
         self._reaper: asyncio.Task[None] | None = None
         # Orders the commands applied to backends (add, remove, enable, disable, restart), so a
         # script firing them concurrently can tell from the answers which one took effect last.
@@ -221,6 +224,7 @@ class Router:
             "hold_s": self.hold,
             "max_sessions": self.max_sessions,
             "max_message": self.max_message,
+            "probe_timeout_s": self.probe_timeout,
             "health_interval_s": self.health_interval,
             "backends": [b.snapshot() for b in self.backends.values()],
             "sessions": len(self.sessions),

@@ -506,6 +506,7 @@ class Session:
 
     # ------------------------------------------------------------------ from the backend
     def on_backend_message(self, channel: Channel, msg: Message, related: RequestId | None, status: int | None) -> None:
+        self.backend.last_heard = time.perf_counter()
         if self.calls.take(msg) or self.closed:
             return
         data = msg.data
