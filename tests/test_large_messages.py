@@ -9,6 +9,7 @@ pattern, and the test checks the text it got by length and hash. A second router
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import re
@@ -19,6 +20,8 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from app.proxy.limits import KEEP_EDGE, PIPE_CHUNK, oversized_answer, read_line, top_level_keys
+from app.proxy.sse import SSEDecoder, encode
 from tests.servers.fixture import blob_text
 from tests.support.clients import connect
 from tests.support.procs import SyncRouter, memory_mb, run_fixture_sync, run_router_sync, stdio_command
@@ -108,3 +111,57 @@ async def test_answer_past_max_message_is_an_error_naming_size_and_option(
         assert said is not None and int(said.group(1)) > size, message
         # No hang and nothing broken: the same session carries the next answer within the limit.
         assert len(_text(await client.call_tool("blob", {"size": SMALL_LIMIT // 2}))) == SMALL_LIMIT // 2
+
+
+# ------------------------------------------------------------------------------ the pieces, byte by byte
+
+
+def test_sse_decoder_gives_the_same_events_whatever_the_chunking() -> None:
+    stream = (
+        encode(b'{"a":1}', event_id="1")
+        + b"event: endpoint\r\ndata: /x?y=1\r\n\r\n: ping\n\ndata: a\ndata: b\n\nid: 7\rdata: z\r\r"
+    ) * 20 + b"data: end\n\n"
+    whole = SSEDecoder().feed(stream)
+    assert [e.data for e in whole[:5]] == ['{"a":1}', "/x?y=1", "a\nb", "z", '{"a":1}']
+    for step in (1, 2, 3, 7, 64):
+        decoder = SSEDecoder()
+        events = [ev for i in range(0, len(stream), step) for ev in decoder.feed(stream[i : i + step])]
+        assert events == whole, step
+
+
+def test_sse_decoder_drops_an_event_over_its_limit_keeping_its_size_and_edges() -> None:
+    big = b'{"jsonrpc":"2.0","id":5,"result":{"text":"' + b"x" * (3 * MiB) + b'"}}'
+    stream = encode(big, event_id="9") + encode(b'{"jsonrpc":"2.0","method":"n"}')
+    decoder = SSEDecoder(max_data=MiB)
+    events = [ev for i in range(0, len(stream), 65536) for ev in decoder.feed(stream[i : i + 65536])]
+    assert [(e.too_large, e.data) for e in events] == [(len(big), ""), (0, '{"jsonrpc":"2.0","method":"n"}')]
+    assert events[0].head.startswith(b'{"jsonrpc":"2.0","id":5') and events[0].tail.endswith(b'"}}')
+    answer = oversized_answer(events[0].head, events[0].tail, len(big), MiB, None, exact=True, backend="b")
+    assert answer is not None and answer.id == 5 and answer.data["error"]["data"]["size"] == len(big)
+
+
+def test_the_id_of_an_oversized_message_is_its_own_never_one_inside_it() -> None:
+    assert top_level_keys(b'{"result":{"id":3,"x":"') == (None, False)
+    assert top_level_keys(b'{"jsonrpc":"2.0","id":"a\\"b","result":{"id":3') == ('a"b', False)
+    assert top_level_keys(b'{"jsonrpc":"2.0","method":"notifications/progress","params":{') == (None, True)
+    # Result first, id last (another SDK's key order): found at the end.
+    answer = oversized_answer(b'{"result":{"id":3,"t":"xx', b'xx"},"id":42}', 10, 5, None, exact=True, backend="b")
+    assert answer is not None and answer.id == 42
+
+
+async def test_read_line_keeps_lines_within_its_limit_and_the_edges_of_longer_ones() -> None:
+    reader = asyncio.StreamReader(limit=PIPE_CHUNK)
+    long_line = b"L" * (3 * PIPE_CHUNK + 5)
+    reader.feed_data(b"short\n" + b"M" * (2 * PIPE_CHUNK) + b"\r\n" + long_line + b"\nlast")
+    reader.feed_eof()
+    lines = []
+    while (line := await read_line(reader, keep=2 * PIPE_CHUNK + 2)) is not None:
+        lines.append(line)
+    assert [(x.size, x.cut) for x in lines] == [
+        (6, False),
+        (2 * PIPE_CHUNK + 2, False),
+        (len(long_line) + 1, True),
+        (4, False),
+    ]
+    assert lines[0].data == b"short\n" and lines[1].data == b"M" * (2 * PIPE_CHUNK)
+    assert lines[2].data == b"L" * KEEP_EDGE and lines[2].tail.endswith(b"L\n") and lines[3].data == b"last"

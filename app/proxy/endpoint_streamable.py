@@ -289,7 +289,7 @@ class StreamableEndpoint:
                     streaming = True
                     if watcher is None:
                         watcher = watch_disconnect(scope, receive)
-                    sink.on_overflow = functools.partial(self._overflowed, session, requests, scope, watcher)
+                    sink.on_overflow = functools.partial(self._overflowed, session, sink, scope, watcher)
                     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + extra})
                     if not modern:
                         stream = session.open_post_stream(sink, waiting)
@@ -361,13 +361,13 @@ class StreamableEndpoint:
     def _overflowed(
         self,
         session: Session,
-        requests: list[Message],
+        sink: Sink,
         scope: Scope,
         watcher: asyncio.Future[None],
         waiting: int,
     ) -> None:
         """The client stopped reading its answer stream: end it and cancel its requests upstream."""
-        pending = [p for m in requests if (p := self._pending_for(session, m)) is not None]
+        pending = [p for p in session.pending.values() if p.sink is sink]
         session.abandon(
             pending,
             f"the client stopped reading its answer stream ({fmt_size(waiting)} waiting, over {fmt_size(SINK_BYTES)});"

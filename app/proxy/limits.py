@@ -189,7 +189,12 @@ async def read_line(reader: asyncio.StreamReader, keep: int) -> Line | None:
     if over:
         return Line(head, size, tail, cut=True)
     if pieces and pieces[-1].endswith(b"\n"):
-        # Dropped here, before the join: a strip() afterwards would copy the whole line again.
-        pieces[-1] = pieces[-1].rstrip(b"\r\n")
+        # The line end goes here, before the join: a strip() afterwards would copy the whole line
+        # again. (Its CR may be the end of the piece before.)
+        last = pieces.pop()[:-1]
+        if last:
+            pieces.append(last)
+        if pieces and pieces[-1].endswith(b"\r"):
+            pieces[-1] = pieces[-1][:-1]
     data = b"".join(pieces)
     return Line(data, size) if size else None
