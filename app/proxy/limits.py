@@ -191,9 +191,9 @@ async def read_line(reader: asyncio.StreamReader, keep: int) -> Line | None:
     if pieces and pieces[-1].endswith(b"\n"):
         # The line end goes here, before the join: a strip() afterwards would copy the whole line
         # again. (Its CR may be the end of the piece before.)
-        last = pieces.pop()[:-1]
-        if last:
-            pieces.append(last)
+        final = pieces.pop()[:-1]
+        if final:
+            pieces.append(final)
         if pieces and pieces[-1].endswith(b"\r"):
             pieces[-1] = pieces[-1][:-1]
     data = b"".join(pieces)
