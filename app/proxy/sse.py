@@ -8,14 +8,18 @@ from dataclasses import dataclass
 @dataclass(slots=True)
 class SSEEvent:
     event: str = "message"
-    data: str = ""
+    raw: bytes = b""  # the data, as sent (a JSON-RPC message is parsed from these bytes, not a str)
     id: str | None = None
     retry: int | None = None
     # Set when the event's data was over the decoder's limit: its size, and only its first and
-    # last bytes (to find the message's id); `data` is then empty.
+    # last bytes (to find the message's id); `raw` is then empty.
     too_large: int = 0
     head: bytes = b""
     tail: bytes = b""
+
+    @property
+    def data(self) -> str:
+        return self.raw.decode("utf-8", "replace")
 
 
 def encode(data: bytes, event: str | None = None, event_id: str | None = None, retry: int | None = None) -> bytes:
@@ -88,7 +92,8 @@ class SSEDecoder:
             else:
                 pos = len(buf)
                 break
-            ev = self._line(bytes(buf[start:end]))
+            with memoryview(buf) as view:  # released before the buffer is resized below
+                ev = self._line(view[start:end])
             if ev is not None:
                 out.append(ev)
             start = pos = end + skip
@@ -102,14 +107,16 @@ class SSEDecoder:
 
     def _start_skipping(self) -> None:
         """The line in the buffer is already longer than any event may be: keep only its edges."""
-        line = bytes(self._buf)
-        self._buf.clear()
-        self._scan = 0
-        name, _, value = line.partition(b":")
+        name, value = self._field(self._buf)
         self._skipping = name
         if name == b"data":
             self._go_over()
-            self._grow_over((b"\n" if self._size else b"") + (value[1:] if value.startswith(b" ") else value))
+            if self._size:
+                self._grow_over(b"\n")
+            self._grow_over(value)
+        value.release()
+        self._buf.clear()
+        self._scan = 0
 
     def _skip(self, chunk: bytes) -> bytes:
         """Drop the rest of a too-long line; return what follows its end."""
@@ -134,42 +141,60 @@ class SSEDecoder:
             self._data = []
             self._over = True
 
-    def _grow_over(self, piece: bytes) -> None:
+    @staticmethod
+    def _field(line: bytearray | memoryview) -> tuple[bytes, memoryview]:
+        """A line's field name and a view of its value (a data line's value may be megabytes).
+
+        Field names are short: a line with no colon in its first 64 bytes is a field we ignore.
+        """
+        view = memoryview(line)
+        head = bytes(view[:64])
+        colon = head.find(b":")
+        if colon < 0:
+            return head, view[len(view) :]
+        value = view[colon + 1 :]
+        if len(value) and value[0] == 0x20:
+            value = value[1:]
+        return head[:colon], value
+
+    def _grow_over(self, piece: bytes | memoryview) -> None:
         self._size += len(piece)
         if len(self._head) < KEEP_EDGE:
             self._head += piece[: KEEP_EDGE - len(self._head)]
         self._tail = (self._tail + piece[-KEEP_EDGE:])[-KEEP_EDGE:]
 
-    def _line(self, line: bytes) -> SSEEvent | None:
-        if not line:
+    def _line(self, line: memoryview) -> SSEEvent | None:
+        if not len(line):
             if not self._data and not self._over and self._event is None:
                 self._id = None
                 return None
             if self._over:
-                ev = SSEEvent(self._event or "message", "", self._id, self._retry, self._size, self._head, self._tail)
+                ev = SSEEvent(self._event or "message", b"", self._id, self._retry, self._size, self._head, self._tail)
             else:
-                data = b"\n".join(self._data).decode("utf-8", "replace")
-                ev = SSEEvent(self._event or "message", data, self._id, self._retry)
+                # One data line (the usual case) is joined without a copy.
+                ev = SSEEvent(self._event or "message", b"\n".join(self._data), self._id, self._retry)
             self._event, self._data, self._retry = None, [], None
             self._size, self._over, self._head, self._tail = 0, False, b"", b""
             return ev
-        if line.startswith(b":"):
+        if line[0] == 0x3A:  # ":" a comment
             return None
-        name, _, value = line.partition(b":")
-        if value.startswith(b" "):
-            value = value[1:]
+        name, view = self._field(line)
         if name == b"data":
             if self._over:
-                self._grow_over(b"\n" + value)
+                self._grow_over(b"\n")
+                self._grow_over(view)
                 return None
+            value = bytes(view)  # the one copy of a message's bytes the decoder makes
             self._size += len(value) + (1 if self._data else 0)
             self._data.append(value)
             if self._max is not None and self._size > self._max:
                 self._go_over()
-        elif name == b"event":
-            self._event = value.decode("utf-8", "replace")
+            return None
+        text = bytes(view).decode("utf-8", "replace")
+        if name == b"event":
+            self._event = text
         elif name == b"id":
-            self._id = value.decode("utf-8", "replace")
-        elif name == b"retry" and value.isdigit():
-            self._retry = int(value)
+            self._id = text
+        elif name == b"retry" and text.isdigit():
+            self._retry = int(text)
         return None

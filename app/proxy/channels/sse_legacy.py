@@ -61,13 +61,15 @@ class LegacySSEChannel(HTTPChannel):
                         if not endpoint_seen.done():
                             endpoint_seen.set_result(ev.data.strip())
                         continue
-                    if ev.event != "message" or not ev.data:
+                    if ev.event != "message" or not ev.raw:
                         continue
                     try:
-                        messages, _ = jsonrpc.parse_body(ev.data.encode())
+                        messages, _ = jsonrpc.parse_body(ev.raw)
                     except jsonrpc.ProtocolError as exc:
                         self.listener.on_backend_log(
-                            self, f"backend sent invalid JSON-RPC ({exc.message}): {ev.data[:200]}", garbage=True
+                            self,
+                            f"backend sent invalid JSON-RPC ({exc.message}): {ev.raw[:200].decode('utf-8', 'replace')}",
+                            garbage=True,
                         )
                         continue
                     for m in messages:

@@ -183,10 +183,10 @@ class StreamableHTTPChannel(HTTPChannel):
                                 last_event_id = ev.id
                             if ev.too_large:
                                 m = self.oversized(ev.too_large, request_id, ev.head, ev.tail)
-                            elif ev.event != "message" or not ev.data:
+                            elif ev.event != "message" or not ev.raw:
                                 continue
                             else:
-                                m = self._decode_event(ev.data)
+                                m = self._decode_event(ev.raw)
                             if m is None:
                                 continue
                             m = self._addressed(m, request_id)
@@ -225,13 +225,14 @@ class StreamableHTTPChannel(HTTPChannel):
             return None
         return resp
 
-    def _decode_event(self, data: str) -> Message | None:
-        raw = data.encode()
+    def _decode_event(self, raw: bytes) -> Message | None:
         try:
             messages, _ = jsonrpc.parse_body(raw)
         except jsonrpc.ProtocolError as exc:
             self.listener.on_backend_log(
-                self, f"backend sent invalid JSON-RPC on its stream ({exc.message}): {data[:200]}", garbage=True
+                self,
+                f"backend sent invalid JSON-RPC on its stream ({exc.message}): {raw[:200].decode('utf-8', 'replace')}",
+                garbage=True,
             )
             return None
         return messages[0]
@@ -271,10 +272,10 @@ class StreamableHTTPChannel(HTTPChannel):
                             headers["Last-Event-ID"] = ev.id
                         if ev.too_large:
                             m = self.oversized(ev.too_large, None, ev.head, ev.tail)
-                        elif ev.event != "message" or not ev.data:
+                        elif ev.event != "message" or not ev.raw:
                             continue
                         else:
-                            m = self._decode_event(ev.data)
+                            m = self._decode_event(ev.raw)
                         if m is not None:
                             self.listener.on_backend_message(self, m, None, 200)
             except CONNECT_ERRORS as exc:
