@@ -212,13 +212,12 @@ async def _measure(sizes: list[int], rounds: int) -> None:
 def _cell(variant: Variant, size: int) -> tuple[str, float | None]:
     if variant.error is not None:
         return f"no client ({variant.error})", None
-    if size in variant.failures:
-        return f"fails: {variant.failures[size]}", None
     times = variant.times.get(size)
     if not times:
-        return "-", None
+        return (f"fails: {variant.failures[size]}" if size in variant.failures else "-"), None
     p50 = statistics.median(times)
-    return f"{p50:.3f}", p50
+    # A client that died on a larger answer fails its later rounds: the time is from those before.
+    return f"{p50:.3f}" + (" (later rounds: client gone)" if size in variant.failures else ""), p50
 
 
 def _table(cases: list[Case], sizes: list[int], rounds: int) -> str:
