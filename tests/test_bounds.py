@@ -55,7 +55,7 @@ async def sessions(http: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def router_and_http(*args: str) -> AsyncIterator[tuple[Router, httpx.AsyncClient]]:
-    async with run_router(*args) as r, httpx.AsyncClient(base_url=r.url, timeout=30.0) as http:
+    async with run_router("--no-persist", *args) as r, httpx.AsyncClient(base_url=r.url, timeout=30.0) as http:
         yield r, http
 
 

@@ -30,11 +30,11 @@ MiB = 1024 * 1024
 # The JSON-RPC envelope around the text: a "64 MiB" answer is the largest that fits the default limit.
 ENVELOPE = 1024
 SIZES = {"0.5MiB": MiB // 2, "1MiB": MiB, "4MiB": 4 * MiB, "16MiB": 16 * MiB, "64MiB": 64 * MiB - ENVELOPE}
-# (backend, client era): a legacy SSE backend has no 2026-07-28 era.
+# (backend, client era): a legacy SSE backend ("legacy": "sse" is a route word) has no 2026-07-28 era.
 COMBOS = [
     ("http", "streamable-handshake"),
     ("http", "streamable-modern"),
-    ("sse", "streamable-handshake"),
+    ("legacy", "streamable-handshake"),
     ("stdio", "streamable-handshake"),
     ("stdio", "streamable-modern"),
 ]
@@ -49,7 +49,7 @@ def digest(size: int) -> str:
 @pytest.fixture(scope="module")
 def backends() -> Iterator[dict[str, str]]:
     with run_fixture_sync("streamable", name="big-http") as http, run_fixture_sync("sse", name="big-sse") as sse:
-        yield {"http": http.url, "sse": sse.url, "stdio": stdio_command(name="big-stdio")}
+        yield {"http": http.url, "legacy": sse.url, "stdio": stdio_command(name="big-stdio")}
 
 
 def _router_args(backends: dict[str, str]) -> list[str]:
@@ -58,13 +58,13 @@ def _router_args(backends: dict[str, str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def router(backends: dict[str, str]) -> Iterator[SyncRouter]:
-    with run_router_sync("--quiet", *_router_args(backends)) as r:
+    with run_router_sync("--quiet", "--no-persist", *_router_args(backends)) as r:
         yield r
 
 
 @pytest.fixture(scope="module")
 def small_router(backends: dict[str, str]) -> Iterator[SyncRouter]:
-    with run_router_sync("--quiet", "--max-message", "1MiB", *_router_args(backends)) as r:
+    with run_router_sync("--quiet", "--no-persist", "--max-message", "1MiB", *_router_args(backends)) as r:
         yield r
 
 

@@ -12,6 +12,8 @@ import asyncio
 import re
 from dataclasses import dataclass
 
+import orjson
+
 from app.proxy import jsonrpc
 from app.proxy.jsonrpc import Message, RequestId
 
@@ -60,8 +62,8 @@ _TAIL_ID = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")\s*}\s*$')
 
 def _id_value(token: bytes) -> RequestId | None:
     try:
-        value = jsonrpc.decode(token)
-    except jsonrpc.ProtocolError:
+        value = orjson.loads(token)  # a number or a string token, nothing deeper
+    except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, str | int) and not isinstance(value, bool) else None
 
