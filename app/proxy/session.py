@@ -712,9 +712,6 @@ class Session:
         self._deliver(err, p)
 
     def _pop(self, p: Pending) -> None:
-        # Answered is active: a call that took longer than the idle timeout must not leave its
-        # session looking idle (to the reaper, or to --max-sessions) the moment it is answered.
-        self.last_activity = time.time()
         self.pending.pop(p.backend_id, None)
         # Idle time counts from the last answer, not the last request: a slow call is not idleness.
         self.last_activity = time.time()
