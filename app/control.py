@@ -19,6 +19,7 @@ from app.proxy.backend import OUTCOME_STATUS, Backend, CommandResult
 from app.proxy.config import BackendConfig, ConfigError
 from app.proxy.events import EVENT_TYPES, Event, Subscription
 from app.proxy.jsonrpc import JSON
+from app.proxy.replay import ReplayRefused, replay, router_call
 from app.proxy.router import Router, UnknownBackend
 
 
@@ -55,12 +56,33 @@ class RouterControl(Protocol):
         `health`, `backend_list`, `router`; None: all)."""
         ...
 
-    async def status(self) -> JSON:
-        """As `GET /status`: the router and every backend's snapshot."""
+    async def status(self, reveal: bool = False) -> JSON:
+        """As `GET /status`: the router and every backend's snapshot (secrets masked unless `reveal`)."""
         ...
 
-    async def backend(self, name: str) -> JSON:
-        """As `GET /backends/{name}`."""
+    async def backend(self, name: str, reveal: bool = False) -> JSON:
+        """As `GET /backends/{name}`, with `last_change`: what the last restart changed in its catalog."""
+        ...
+
+    async def catalog(self, name: str) -> JSON:
+        """As `GET /backends/{name}/catalog`: `{"tools": [...], "resources": [...], "prompts": [...]}`
+        as the backend lists them (empty when it has not been reached yet)."""
+        ...
+
+    async def ack_change(self, name: str) -> JSON:
+        """The user has seen the backend's `last_change` (views drop the badge); its snapshot."""
+        ...
+
+    async def call(self, name: str, method: str, params: JSON | None = None) -> JSON:
+        """Send one request to the backend on a session of the router's own (as `POST
+        /backends/{name}/call`). Returns `{"request", "response", "error", "latency_ms", "asked",
+        "needs_client", ...}`: `response` is the JSON-RPC answer as the backend sent it, `error` why
+        there is none."""
+        ...
+
+    async def replay(self, name: str, message: JSON, direction: str | None = None) -> JSON:
+        """Send a request from the trace again to the backend as it is now (as `call`). A request
+        that needs the client's session is a ControlError (409) saying why."""
         ...
 
     async def health(self, name: str) -> list[JSON]:
@@ -124,12 +146,31 @@ class LocalControl:
         except UnknownBackend as exc:
             raise ControlError(str(exc), 404) from None
 
-    async def status(self) -> JSON:
-        return self.router.status()
+    async def status(self, reveal: bool = False) -> JSON:
+        return self.router.status(reveal)
 
-    async def backend(self, name: str) -> JSON:
-        snap: JSON = self._backend(name).snapshot()
+    async def backend(self, name: str, reveal: bool = False) -> JSON:
+        snap: JSON = self._backend(name).snapshot(reveal)
         return snap
+
+    async def catalog(self, name: str) -> JSON:
+        return dict(self._backend(name).catalog or {})
+
+    async def ack_change(self, name: str) -> JSON:
+        b = self._backend(name)
+        b.ack_change()
+        snap: JSON = b.snapshot()
+        return snap
+
+    async def call(self, name: str, method: str, params: JSON | None = None) -> JSON:
+        return (await router_call(self._backend(name), method, params)).to_dict()
+
+    async def replay(self, name: str, message: JSON, direction: str | None = None) -> JSON:
+        try:
+            outcome = await replay(self._backend(name), message, direction)
+        except ReplayRefused as exc:
+            raise ControlError(str(exc), 409) from None
+        return outcome.to_dict()
 
     async def health(self, name: str) -> list[JSON]:
         return [s.to_dict() for s in self._backend(name).health]

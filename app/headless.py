@@ -14,6 +14,7 @@ from app.proxy.events import (
     BackendListEvent,
     BackendLogEvent,
     BackendStateEvent,
+    CatalogChangeEvent,
     Event,
     EventBus,
     HealthEvent,
@@ -25,7 +26,13 @@ from app.proxy.events import (
 
 FLUSH_INTERVAL = 0.02  # 50 writes a second at most: still "live" to a reader
 
-ARROWS = {"client->backend": "→", "backend->client": "←", "router->client": "⇠", "router->backend": "⇢"}
+ARROWS = {
+    "client->backend": "→",
+    "backend->client": "←",
+    "router->client": "⇠",
+    "router->backend": "⇢",
+    "backend->router": "⇠",
+}
 
 
 _second: list[Any] = [None, ""]
@@ -68,6 +75,8 @@ def format_text(ev: Event) -> str | None:
         return f"{t}  backend {ev.backend} {ev.action}"
     if isinstance(ev, RouterEvent):
         return f"{t}  {ev.level}: {ev.text}"
+    if isinstance(ev, CatalogChangeEvent):
+        return None if ev.seen else f"{t}  backend {ev.backend}: catalog changed: {ev.summary}"
     if isinstance(ev, HealthEvent):
         return None  # one probe every few seconds per backend is noise on a console
     return None

@@ -332,7 +332,9 @@ async def test_config_file_with_mcp_servers(tmp_path: Path) -> None:
             assert list(by_name) == ["flag", "local", "web", "off"]
             assert (await http.get("/status")).json()["default"] == "flag"
             assert by_name["local"]["kind"] == "stdio"
-            assert by_name["local"]["env"] == {"DEMO_CONFIG_TEST": "1"}
+            assert by_name["local"]["env"] == {"DEMO_CONFIG_TEST": "•••"}  # env values are masked when shown
+            revealed = (await http.get("/backends/local", params={"reveal": "1"})).json()
+            assert revealed["env"] == {"DEMO_CONFIG_TEST": "1"}
             assert set(by_name["local"]["tools"]) >= DEMO_TOOLS
             assert by_name["web"]["kind"] == "http" and by_name["web"]["url"] == fx.url
             assert by_name["off"]["state"] == "disabled" and by_name["off"]["enabled"] is False

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from app.proxy.backend import OUTCOME_STATUS, CommandResult
 from app.proxy.config import BackendConfig, ConfigError, quote
 from app.proxy.events import BATCH_BYTES, EVENT_TYPES
+from app.proxy.replay import ReplayRefused, replay
 from app.proxy.router import Router, UnknownBackend
 from app.proxy.sse import COMMENT_PING, encode
 
@@ -31,12 +32,17 @@ def _error(status: int, text: str) -> Response:
     return ORJSONResponse({"error": text}, status_code=status)
 
 
-def build_admin(router: Router) -> Starlette:
-    async def status(_: Request) -> Response:
-        return ORJSONResponse(router.status())
+def _reveal(request: Request) -> bool:
+    """Secrets are masked unless the request asks for them by name: `?reveal=1`."""
+    return request.query_params.get("reveal", "").lower() in ("1", "true", "yes")
 
-    async def list_backends(_: Request) -> Response:
-        return ORJSONResponse([b.snapshot() for b in router.backends.values()])
+
+def build_admin(router: Router) -> Starlette:
+    async def status(request: Request) -> Response:
+        return ORJSONResponse(router.status(_reveal(request)))
+
+    async def list_backends(request: Request) -> Response:
+        return ORJSONResponse([b.snapshot(_reveal(request)) for b in router.backends.values()])
 
     async def index(request: Request) -> Response:
         base = f"http://{request.headers.get('host')}" if request.headers.get("host") else router.listen_url or ""
@@ -105,7 +111,47 @@ def build_admin(router: Router) -> Starlette:
 
     async def get_backend(request: Request) -> Response:
         b = _backend(request)
-        return b if isinstance(b, Response) else ORJSONResponse(b.snapshot())
+        return b if isinstance(b, Response) else ORJSONResponse(b.snapshot(_reveal(request)))
+
+    async def catalog(request: Request) -> Response:
+        b = _backend(request)
+        if isinstance(b, Response):
+            return b
+        return ORJSONResponse({"backend": b.name, "catalog": b.catalog, "last_change": b.last_change})
+
+    async def ack_change(request: Request) -> Response:
+        b = _backend(request)
+        if isinstance(b, Response):
+            return b
+        b.ack_change()
+        return ORJSONResponse(b.snapshot())
+
+    async def call(request: Request) -> Response:
+        """`{"method", "params"}`: the router sends it on a session of its own; `{"message": {...}}`
+        replays a request from a trace (refused, 409, when it needs the client's session)."""
+        b = _backend(request)
+        if isinstance(b, Response):
+            return b
+        try:
+            data = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        if not isinstance(data, dict):
+            return _error(400, 'body must be {"method": ..., "params": {...}} or {"message": {...}}')
+        message = data.get("message")
+        if message is None:
+            if not isinstance(data.get("method"), str):
+                return _error(400, 'say what to send: {"method": "tools/call", "params": {...}}')
+            message = {"jsonrpc": "2.0", "id": 0, "method": data.get("method"), "params": data.get("params")}
+            if message["params"] is None:
+                del message["params"]
+        if not isinstance(message, dict):
+            return _error(400, '"message" must be a JSON-RPC request object')
+        try:
+            outcome = await replay(b, message, data.get("direction"))
+        except ReplayRefused as exc:
+            return _error(409, str(exc))
+        return ORJSONResponse(outcome.to_dict())
 
     async def health(request: Request) -> Response:
         b = _backend(request)
@@ -207,6 +253,9 @@ def build_admin(router: Router) -> Starlette:
         Route("/backends/{name}", get_backend, methods=["GET"]),
         Route("/backends/{name}", delete_backend, methods=["DELETE"]),
         Route("/backends/{name}/health", health, methods=["GET"]),
+        Route("/backends/{name}/catalog", catalog, methods=["GET"]),
+        Route("/backends/{name}/ack", ack_change, methods=["POST"]),
+        Route("/backends/{name}/call", call, methods=["POST"]),
         Route("/backends/{name}/log", log, methods=["GET"]),
         Route("/backends/{name}/restart", restart, methods=["POST"]),
         Route("/backends/{name}/enable", enable, methods=["POST"]),

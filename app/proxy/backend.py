@@ -19,9 +19,11 @@ from app.proxy.channels.sse_legacy import LegacySSEChannel
 from app.proxy.channels.stdio import StdioChannel
 from app.proxy.channels.streamable import StreamableHTTPChannel
 from app.proxy.config import BackendConfig
-from app.proxy.events import BackendListEvent, BackendLogEvent, BackendStateEvent, HealthEvent
+from app.proxy.drift import catalog_drift, describe
+from app.proxy.events import BackendListEvent, BackendLogEvent, BackendStateEvent, CatalogChangeEvent, HealthEvent
 from app.proxy.jsonrpc import JSON, Message, RequestId
 from app.proxy.limits import cut_line
+from app.proxy.secrets import mask_backend
 
 if TYPE_CHECKING:
     from app.proxy.router import Router
@@ -129,6 +131,8 @@ class Backend:
         self._kick = asyncio.Event()
         self._enabled = asyncio.Event()
         self.catalog: dict[str, list[JSON]] | None = None
+        # What the last restart or swap changed in the catalog (app.proxy.drift), until the next one.
+        self.last_change: JSON | None = None
         self.server_info: JSON | None = None
         self.capabilities: JSON | None = None
         self.protocol_version: str | None = None
@@ -203,11 +207,12 @@ class Backend:
         silent = time.perf_counter() - max(since, self.last_heard)
         return silent if silent > self.router.probe_timeout else None
 
-    def snapshot(self) -> JSON:
+    def snapshot(self, reveal: bool = False) -> JSON:
+        """The backend as views and the API show it; secrets masked unless `reveal`."""
         last = self.health[-1] if self.health else None
         silent = self.not_answering()
-        return {
-            **self.config.to_dict(),
+        snap: JSON = {
+            **self.config.to_dict(secrets=reveal),  # headers masked by the config unless revealed
             "kind": self.config.kind,
             "target": self.config.target,
             "transport": self.transport,
@@ -229,7 +234,19 @@ class Backend:
             # Still "up" (its calls are kept and answered when it resumes), but silent this long.
             "not_answering_s": None if silent is None else round(silent, 1),
             "detail": None if silent is None else f"not answering for {silent:.0f} s",
+            "last_change": self.last_change,
         }
+        return snap if reveal else mask_backend(snap)
+
+    def ack_change(self) -> None:
+        """The user has looked at the last catalog change: views drop its badge."""
+        change = self.last_change
+        if change is None or change.get("seen"):
+            return
+        change["seen"] = True
+        self.router.bus.publish(
+            CatalogChangeEvent(backend=self.name, count=int(change["count"]), seen=True, summary=describe(change))
+        )
 
     def down_message(self, hold: float) -> str:
         why = f": {self.state_reason}" if self.state_reason else ""
@@ -426,6 +443,16 @@ class Backend:
         old = self.catalog
         if catalog is not None:
             self.catalog = catalog
+            drift = catalog_drift(old, catalog, reason or "came back up")
+            if drift is not None:
+                self.last_change = drift
+                if drift["count"]:
+                    self.note(f"catalog: {describe(drift)}")
+                self.router.bus.publish(
+                    CatalogChangeEvent(
+                        backend=self.name, count=drift["count"], seen=drift["seen"], summary=describe(drift)
+                    )
+                )
         changed = catalog_changes(old, self.catalog)
         if changed:
             self.note(f"{', '.join(changed)} changed")

@@ -61,6 +61,24 @@ class RouterCalls:
         res = reply.data.get("result")
         return res if isinstance(res, dict) else {}
 
+    async def request(self, channel: Channel, msg: Message, timeout: float = 10.0) -> Message:
+        """Send a request (its id from `new_router_id`) and return the reply as it came, error or not.
+
+        Silence raises RouterCallError."""
+        rid = msg.id
+        assert rid is not None
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = fut
+        try:
+            # As in `call`: the send is inside the timeout (over HTTP it waits for the answer's head).
+            async with asyncio.timeout(timeout):
+                await channel.send(msg)
+                return await fut
+        except TimeoutError:
+            raise RouterCallTimeout(msg.method or "request", timeout) from None
+        finally:
+            self._waiting.pop(rid, None)
+
     def take(self, msg: Message) -> bool:
         """Claim a reply to one of our own requests."""
         if not msg.is_response:

@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-Direction = Literal["client->backend", "backend->client", "router->client", "router->backend"]
+# "router->backend" / "backend->router": the router's own requests (a replay, a call from the
+# workbench) and their answers, on a session of the router's own.
+Direction = Literal["client->backend", "backend->client", "router->client", "router->backend", "backend->router"]
 
 
 @dataclass(slots=True)
@@ -122,6 +124,18 @@ class BackendListEvent(Event):
 
 
 @dataclass(slots=True)
+class CatalogChangeEvent(Event):
+    """A restart or swap changed the backend's catalog (or the user has now looked at the change).
+
+    The change itself is the backend's `last_change` (`GET /backends/{name}`)."""
+
+    backend: str
+    count: int
+    seen: bool
+    summary: str
+
+
+@dataclass(slots=True)
 class RouterEvent(Event):
     """Router-level happenings: listening, warnings, shutdown."""
 
@@ -136,6 +150,7 @@ EVENT_TYPES: dict[type[Event], str] = {
     BackendLogEvent: "backend_log",
     HealthEvent: "health",
     BackendListEvent: "backend_list",
+    CatalogChangeEvent: "catalog_change",
     RouterEvent: "router",
 }
 

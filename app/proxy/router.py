@@ -214,7 +214,8 @@ class Router:
         if b is not None:
             b.note(line)
 
-    def status(self) -> JSON:
+    def status(self, reveal: bool = False) -> JSON:
+        """The router and its backends; secrets masked unless `reveal`."""
         return {
             "router": "mcp-dev-router",
             "version": __version__,
@@ -226,7 +227,7 @@ class Router:
             "max_message": self.max_message,
             "probe_timeout_s": self.probe_timeout,
             "health_interval_s": self.health_interval,
-            "backends": [b.snapshot() for b in self.backends.values()],
+            "backends": [b.snapshot(reveal) for b in self.backends.values()],
             "sessions": len(self.sessions),
             # For leak checks: tasks alive in the router's loop and connections in its HTTP pool.
             "tasks": len(asyncio.all_tasks()),
