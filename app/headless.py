@@ -23,6 +23,7 @@ from app.proxy.events import (
     Subscription,
     TrafficEvent,
 )
+from app.proxy.secrets import mask_json
 
 FLUSH_INTERVAL = 0.02  # 50 writes a second at most: still "live" to a reader
 
@@ -115,7 +116,10 @@ class HeadlessPrinter:
             if self.fmt == "json":
                 if isinstance(ev, HealthEvent) and ev.ok:
                     continue
-                lines.append(orjson.dumps(ev.to_dict(), default=str).decode())
+                d = ev.to_dict()
+                if isinstance(ev, TrafficEvent) and ev.message is not None:
+                    d["message"] = mask_json(ev.message)  # the console is a screen: secrets as •••
+                lines.append(orjson.dumps(d, default=str).decode())
             else:
                 text = format_text(ev)
                 if text is not None:

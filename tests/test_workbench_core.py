@@ -5,9 +5,12 @@ backends (tests/servers/workbench.py over stdio, the fixture over Streamable HTT
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +18,16 @@ import httpx
 import mcp_types as types
 import pytest
 
-from app.control import ControlError
+from app.control import ControlError, LocalControl
+from app.headless import HeadlessPrinter
 from app.jsondiff import diff, format_path, line_marks, pretty_lines, summary
 from app.proxy.config import BackendConfig
-from app.proxy.events import CatalogChangeEvent, TrafficEvent
+from app.proxy.events import CatalogChangeEvent, EventBus, TrafficEvent
 from app.proxy.replay import replay_refusal
+from app.proxy.router import Router
 from app.proxy.secrets import MASK, mask_args, mask_backend, mask_json, mask_url, secret_key
 from tests.support.clients import connect
-from tests.support.inproc import LocalRouter, local_router
+from tests.support.inprocess import served_router
 from tests.support.procs import REPO_ROOT, run_fixture, wait_for
 
 WORKBENCH = REPO_ROOT / "tests" / "servers" / "workbench.py"
@@ -39,12 +44,46 @@ def workbench_backend(build_file: Path, name: str = "wb", env: dict[str, str] | 
     )
 
 
-@pytest.fixture
-async def wb(tmp_path: Path) -> AsyncIterator[tuple[LocalRouter, Path]]:
+@dataclass
+class Served:
+    """A router in this loop and its LocalControl, with the URLs a client is given."""
+
+    router: Router
+    control: LocalControl
+
+    @property
+    def url(self) -> str:
+        assert self.control.url is not None
+        return self.control.url
+
+    def mcp_url(self, name: str) -> str:
+        return f"{self.url}/mcp/{name}"
+
+
+@contextlib.asynccontextmanager
+async def local_router(*backends: BackendConfig) -> AsyncIterator[Served]:
+    """A router in this loop with these backends, each enabled one up (probes rare: quiet traces)."""
+    async with served_router(*backends, hold=10.0, health_interval=30.0) as (router, control):
+        for cfg in backends:
+            if cfg.enabled:
+                b = router.backends[cfg.name]
+                await wait_for(lambda b=b: b.state == "up", 20, message=f"backend {cfg.name} up")
+        yield Served(router, control)
+
+
+@contextlib.asynccontextmanager
+async def workbench_router(tmp_path: Path) -> AsyncIterator[tuple[Served, Path]]:
+    """A router with the workbench backend (build v1, the env secret) up; and its build file."""
     build = tmp_path / "build"
     build.write_text("v1")
     async with local_router(workbench_backend(build)) as lr:
         yield lr, build
+
+
+@pytest.fixture
+async def wb(tmp_path: Path) -> AsyncIterator[tuple[Served, Path]]:
+    async with workbench_router(tmp_path) as pair:
+        yield pair
 
 
 # ---------------------------------------------------------------------- structural diff
@@ -136,7 +175,7 @@ def test_masking_a_message_keeps_its_shape_and_the_real_values_elsewhere() -> No
 
 
 async def test_env_secrets_are_masked_in_status_and_backends_unless_revealed(
-    wb: tuple[LocalRouter, Path],
+    wb: tuple[Served, Path],
 ) -> None:
     lr, _ = wb
     async with httpx.AsyncClient(base_url=lr.url, timeout=10) as http:
@@ -153,7 +192,7 @@ async def test_env_secrets_are_masked_in_status_and_backends_unless_revealed(
 
 
 async def test_a_password_in_a_real_tool_call_is_forwarded_and_masked_when_shown(
-    wb: tuple[LocalRouter, Path],
+    wb: tuple[Served, Path],
 ) -> None:
     lr, _ = wb
     feed = lr.control.subscribe(["traffic"])
@@ -174,7 +213,7 @@ async def test_a_password_in_a_real_tool_call_is_forwarded_and_masked_when_shown
 # ---------------------------------------------------------------------- schema drift
 
 
-async def test_a_rebuild_shows_its_schema_drift_in_the_api_until_acknowledged(wb: tuple[LocalRouter, Path]) -> None:
+async def test_a_rebuild_shows_its_schema_drift_in_the_api_until_acknowledged(wb: tuple[Served, Path]) -> None:
     lr, build = wb
     feed = lr.control.subscribe(["catalog_change"])
     assert (await lr.control.backend("wb"))["last_change"] is None  # nothing to compare the first catalog with
@@ -202,17 +241,27 @@ async def test_a_rebuild_shows_its_schema_drift_in_the_api_until_acknowledged(wb
 # ---------------------------------------------------------------------- calls and replays
 
 
-async def test_replay_after_a_rebuild_diffs_the_changed_field(wb: tuple[LocalRouter, Path]) -> None:
-    lr, build = wb
+async def version_call_then_rebuild(lr: Served, build: Path) -> tuple[TrafficEvent, TrafficEvent]:
+    """An SDK client calls `version` through the router (v1); then the backend is rebuilt as v2.
+    Returns the traced request and its answer."""
     feed = lr.control.subscribe(["traffic"])
     async with connect(lr.mcp_url("wb"), "streamable-handshake") as client:
         await client.call_tool("version", {})
     events = [e for e in feed.drain() if isinstance(e, TrafficEvent) and e.method == "tools/call"]
+    feed.close()
     request = next(e for e in events if e.direction == "client->backend")
-    original = next(e for e in events if e.direction == "backend->client")
-    assert request.message is not None and original.message is not None
-    build.write_text("v2")
+    answer = next(e for e in events if e.direction == "backend->client")
+    assert request.message is not None and answer.message is not None
+    build.write_text("v2")  # noqa: ASYNC240 - a few bytes, in a test
     await lr.control.restart("wb")
+    return request, answer
+
+
+async def test_replay_after_a_rebuild_diffs_the_changed_field(wb: tuple[Served, Path]) -> None:
+    lr, build = wb
+    request, original = await version_call_then_rebuild(lr, build)
+    assert request.message is not None and original.message is not None
+    feed = lr.control.subscribe(["traffic"])
     outcome = await lr.control.replay("wb", request.message, request.direction)
     assert outcome["error"] is None and outcome["needs_client"] is None
     changes = diff(original.message, outcome["response"])
@@ -260,7 +309,7 @@ def test_requests_that_need_the_clients_session_are_refused_with_a_reason(
     assert refusal is not None and reason in refusal
 
 
-async def test_a_call_that_needs_the_client_says_so(wb: tuple[LocalRouter, Path]) -> None:
+async def test_a_call_that_needs_the_client_says_so(wb: tuple[Served, Path]) -> None:
     lr, _ = wb
     outcome = await lr.control.call("wb", "tools/call", {"name": "ask", "arguments": {}})
     assert "elicitation" in outcome["needs_client"]
@@ -269,7 +318,7 @@ async def test_a_call_that_needs_the_client_says_so(wb: tuple[LocalRouter, Path]
     assert refused.value.status == 409 and "only the client can answer it" in refused.value.message
 
 
-async def test_call_route_for_scripts(wb: tuple[LocalRouter, Path]) -> None:
+async def test_call_route_for_scripts(wb: tuple[Served, Path]) -> None:
     lr, _ = wb
     async with httpx.AsyncClient(base_url=lr.url, timeout=30) as http:
         r = await http.post(
@@ -296,7 +345,7 @@ async def test_a_call_to_a_down_backend_says_why(tmp_path: Path) -> None:
             await lr.control.call("missing", "tools/list")
 
 
-async def test_an_sdk_client_is_unaffected_by_the_routers_own_calls(wb: tuple[LocalRouter, Path]) -> None:
+async def test_an_sdk_client_is_unaffected_by_the_routers_own_calls(wb: tuple[Served, Path]) -> None:
     lr, _ = wb
     async with connect(lr.mcp_url("wb"), "streamable-handshake") as client:
         await lr.control.call("wb", "tools/call", {"name": "version", "arguments": {}})
@@ -304,3 +353,19 @@ async def test_an_sdk_client_is_unaffected_by_the_routers_own_calls(wb: tuple[Lo
         assert isinstance(result.content[0], types.TextContent)
         assert result.structured_content == {"result": ["q-0", "q-1"]}
     await wait_for(lambda: not lr.router.sessions, message="the client's session to close")
+
+
+def test_the_headless_json_console_masks_secrets_in_messages() -> None:
+    bus = EventBus()
+    out = io.StringIO()
+    printer = HeadlessPrinter(bus.subscribe(), "json", out)
+    message = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "login", "arguments": {"password": "pw-1"}},
+    }
+    event = TrafficEvent(direction="client->backend", session="s", backend="b", msg_kind="request", method="tools/call", msg_id=1, message=message)  # fmt: skip
+    line = json.loads(printer.render([event]))
+    assert line["message"]["params"]["arguments"] == {"password": MASK}
+    assert message["params"]["arguments"]["password"] == "pw-1"

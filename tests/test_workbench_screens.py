@@ -22,10 +22,8 @@ from app.screens.call import CallScreen
 from app.screens.diff import DiffScreen, ReplayScreen
 from app.screens.drift import DriftScreen
 from tests.servers.workbench import PIXEL
-from tests.support.clients import connect
-from tests.support.inproc import LocalRouter, local_router
 from tests.support.procs import wait_for
-from tests.test_workbench_core import workbench_backend
+from tests.test_workbench_core import Served, version_call_then_rebuild, workbench_router
 
 SIZE = (110, 40)
 
@@ -49,11 +47,9 @@ def text_of(screen: Screen[Any], selector: str) -> str:
 
 
 @pytest.fixture
-async def wb(tmp_path: Path) -> AsyncIterator[tuple[LocalRouter, Path]]:
-    build = tmp_path / "build"
-    build.write_text("v1")
-    async with local_router(workbench_backend(build)) as lr:
-        yield lr, build
+async def wb(tmp_path: Path) -> AsyncIterator[tuple[Served, Path]]:
+    async with workbench_router(tmp_path) as pair:
+        yield pair
 
 
 async def tool(control: RouterControl, name: str) -> dict[str, Any]:
@@ -65,7 +61,7 @@ async def tool(control: RouterControl, name: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------- the tool form
 
 
-async def test_a_tool_with_inputs_of_every_kind_called_through_the_form(wb: tuple[LocalRouter, Path]) -> None:
+async def test_a_tool_with_inputs_of_every_kind_called_through_the_form(wb: tuple[Served, Path]) -> None:
     lr, _ = wb
     form = await tool(lr.control, "form")
     feed = lr.control.subscribe(["traffic"])
@@ -144,7 +140,7 @@ async def test_a_tool_with_inputs_of_every_kind_called_through_the_form(wb: tupl
 
 
 async def test_images_errors_prompts_and_resources_are_shown_as_a_client_sees_them(
-    wb: tuple[LocalRouter, Path],
+    wb: tuple[Served, Path],
 ) -> None:
     lr, _ = wb
     picture, fail = await tool(lr.control, "picture"), await tool(lr.control, "fail")
@@ -173,7 +169,7 @@ async def test_images_errors_prompts_and_resources_are_shown_as_a_client_sees_th
             assert expected in text_of(screen, "#call-result-text")
 
 
-async def test_secrets_in_an_answer_are_masked_until_revealed(wb: tuple[LocalRouter, Path]) -> None:
+async def test_secrets_in_an_answer_are_masked_until_revealed(wb: tuple[Served, Path]) -> None:
     lr, _ = wb
     login = await tool(lr.control, "login")
     app = Harness(lambda: CallScreen(lr.control, "wb", "tool", login))
@@ -196,17 +192,9 @@ async def test_secrets_in_an_answer_are_masked_until_revealed(wb: tuple[LocalRou
 # ---------------------------------------------------------------------- replay and diff
 
 
-async def test_replay_after_a_rebuild_names_the_changed_field(wb: tuple[LocalRouter, Path]) -> None:
+async def test_replay_after_a_rebuild_names_the_changed_field(wb: tuple[Served, Path]) -> None:
     lr, build = wb
-    feed = lr.control.subscribe(["traffic"])
-    async with connect(lr.mcp_url("wb"), "streamable-handshake") as client:
-        await client.call_tool("version", {})
-    events = [e for e in feed.drain() if isinstance(e, TrafficEvent) and e.method == "tools/call"]
-    request = next(e for e in events if e.direction == "client->backend")
-    answer = next(e for e in events if e.direction == "backend->client")
-    assert request.message is not None and answer.message is not None
-    build.write_text("v2")
-    await lr.control.restart("wb")
+    request, answer = await version_call_then_rebuild(lr, build)
     app = Harness(lambda: ReplayScreen(lr.control, "wb", request.message or {}, answer.message, request.direction))
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
@@ -221,7 +209,7 @@ async def test_replay_after_a_rebuild_names_the_changed_field(wb: tuple[LocalRou
         assert '"build": "v2"' in text_of(screen, "#diff-new-text")
 
 
-async def test_a_request_that_needs_the_client_says_why_it_cannot_be_replayed(wb: tuple[LocalRouter, Path]) -> None:
+async def test_a_request_that_needs_the_client_says_why_it_cannot_be_replayed(wb: tuple[Served, Path]) -> None:
     lr, _ = wb
     sampling = {"jsonrpc": "2.0", "id": 1, "method": "sampling/createMessage", "params": {}}
     app = Harness(lambda: ReplayScreen(lr.control, "wb", sampling, None, "backend->client"))
@@ -238,7 +226,7 @@ async def test_a_request_that_needs_the_client_says_why_it_cannot_be_replayed(wb
 # ---------------------------------------------------------------------- drift
 
 
-async def test_schema_drift_across_a_restart_in_the_drift_view(wb: tuple[LocalRouter, Path]) -> None:
+async def test_schema_drift_across_a_restart_in_the_drift_view(wb: tuple[Served, Path]) -> None:
     lr, build = wb
     build.write_text("v2")
     await lr.control.restart("wb")
@@ -249,9 +237,9 @@ async def test_schema_drift_across_a_restart_in_the_drift_view(wb: tuple[LocalRo
         await pilot.pause()
         body = text_of(app.screen, "#drift-text")
         assert "3 changes" in body
-        assert "+ tool extra added" in body and "- tool legacy removed" in body
-        assert "~ tool search changed: description, inputSchema" in body
-        assert "+ inputSchema.properties.exact" in body
+        assert "\n+ tool extra\n" in body and "\n- tool legacy\n" in body
+        assert "\n~ tool search: description, inputSchema\n" in body
+        assert 'inputSchema.properties.exact {"default":false,"title":"Exact","type":"boolean"}' in body
 
 
 # ---------------------------------------------------------------------- snapshots (deterministic data)

@@ -80,18 +80,21 @@ class HealthSample:
 
 
 class _RouterListener:
-    """Listener for the router's own connections (probes, a stdio backend's main process)."""
+    """Listener for the router's own connections (probes, a stdio backend's main process, replays)."""
 
     def __init__(self, backend: Backend, calls: RouterCalls, on_lost: Any = None) -> None:
         self.backend = backend
         self.calls = calls
         self.on_lost = on_lost
+        self.asked: list[str] = []  # what the backend asked of a client here (refused): a replay says so
 
     def on_backend_message(self, channel: Channel, msg: Message, related: RequestId | None, status: int | None) -> None:
         self.backend.heard()
         if self.calls.take(msg):
             return
         if msg.is_request and msg.id is not None:
+            if len(self.asked) < 20:
+                self.asked.append(msg.method or "?")
             # The router's own connection declares no client capabilities; refuse politely.
             reply = jsonrpc.error(
                 msg.id, jsonrpc.METHOD_NOT_FOUND, "the router's probe connection has no client features"
@@ -106,6 +109,9 @@ class _RouterListener:
 
     def on_backend_log(self, channel: Channel, line: str, garbage: bool = False) -> None:
         self.backend.log(line, channel, garbage=garbage)
+
+
+RouterListener = _RouterListener  # the workbench's calls (app.proxy.replay) listen the same way
 
 
 class Backend:

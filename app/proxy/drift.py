@@ -89,6 +89,38 @@ def describe(change: JSON | None) -> str:
     return "; ".join(parts)
 
 
+SINGULAR = {"tools": "tool", "resources": "resource", "prompts": "prompt"}
+
+
+def lines(change: Any, width: int = 60) -> list[str]:
+    """The change as plain lines: what was added, removed, and each changed item's diff."""
+    from app.jsondiff import short
+
+    if not isinstance(change, dict):
+        return []
+    count = int(change.get("count") or 0)
+    when = time.strftime("%H:%M:%S", time.localtime(float(change.get("ts") or 0)))
+    out = [f"{count} change{'' if count == 1 else 's'} at {when} ({change.get('reason') or 'restart'})"]
+    for section, mark in (("added", "+"), ("removed", "-")):
+        for kind, names in (change.get(section) or {}).items():
+            out.extend(f"{mark} {SINGULAR.get(kind, kind)} {name}" for name in names)
+    for item in change.get("changed") or []:
+        out.append(
+            f"~ {SINGULAR.get(item['kind'], item['kind'])} {item['name']}: {', '.join(item.get('fields') or [])}"
+        )
+        for entry in item.get("diff") or []:
+            op = entry.get("op")
+            if op == "added":
+                out.append(f"    + {entry.get('path')} {short(entry.get('new'), width)}")
+            elif op == "removed":
+                out.append(f"    - {entry.get('path')} (was {short(entry.get('old'), width)})")
+            else:
+                out.append(
+                    f"    ~ {entry.get('path')} {short(entry.get('old'), width // 2)} → {short(entry.get('new'), width // 2)}"
+                )
+    return out
+
+
 def count_label(change: Any) -> str | None:
     """The badge text while unseen: "3 changes"; None when there is nothing to show."""
     if not isinstance(change, dict) or change.get("seen") or not change.get("count"):

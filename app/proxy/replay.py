@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from app import __version__
 from app.proxy import jsonrpc
+from app.proxy.backend import RouterListener
 from app.proxy.calls import RouterCallError, RouterCalls, new_router_id
-from app.proxy.channels.base import BackendUnavailable, Channel
+from app.proxy.channels.base import BackendUnavailable
 from app.proxy.events import TrafficEvent
-from app.proxy.jsonrpc import JSON, Message, RequestId
+from app.proxy.jsonrpc import JSON, Message
 
 if TYPE_CHECKING:
     from app.proxy.backend import Backend
@@ -119,32 +120,6 @@ class CallOutcome:
         }
 
 
-class _WorkbenchListener:
-    """The router's connection for one call: it takes the replies and refuses the backend's requests."""
-
-    def __init__(self, backend: Backend, calls: RouterCalls, outcome: CallOutcome) -> None:
-        self.backend = backend
-        self.calls = calls
-        self.outcome = outcome
-
-    def on_backend_message(self, channel: Channel, msg: Message, related: RequestId | None, status: int | None) -> None:
-        if self.calls.take(msg):
-            return
-        if msg.is_request and msg.id is not None:
-            self.outcome.asked.append(msg.method or "?")
-            reply = jsonrpc.error(
-                msg.id, jsonrpc.METHOD_NOT_FOUND, "the router's own session (workbench) has no client features"
-            )
-            task = asyncio.ensure_future(channel.send(reply))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-    def on_channel_lost(self, channel: Channel, reason: str) -> None:
-        self.calls.fail_all(reason)
-
-    def on_backend_log(self, channel: Channel, line: str, garbage: bool = False) -> None:
-        self.backend.log(line, channel, garbage=garbage)
-
-
 def _modern(params: JSON | None) -> bool:
     meta = (params or {}).get("_meta")
     version = meta.get(jsonrpc.META_PROTOCOL_VERSION) if isinstance(meta, dict) else None
@@ -161,7 +136,8 @@ async def router_call(
     era = "modern" if method != "initialize" and _modern(params) else "handshake"
     outcome.era = era
     calls = RouterCalls()
-    listener = _WorkbenchListener(backend, calls, outcome)
+    listener = RouterListener(backend, calls)
+    outcome.asked = listener.asked
     request = jsonrpc.request(new_router_id(), method, params)
     outcome.request = request.data
     if not backend.accepting:

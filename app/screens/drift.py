@@ -5,7 +5,6 @@ Opening it marks the change seen (RouterControl.ack_change), which drops the bac
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -16,11 +15,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
 from app.control import ControlError, RouterControl
-from app.jsondiff import short
-from app.proxy.drift import describe
+from app.proxy.drift import describe, lines
 
-OP_MARK = {"added": ("+", "bold green"), "removed": ("-", "bold red"), "changed": ("~", "bold yellow")}
-SINGULAR = {"tools": "tool", "resources": "resource", "prompts": "prompt"}
+MARK_STYLE = {"+": "bold green", "-": "bold red", "~": "bold yellow"}
 
 
 def render_drift(backend: str, change: dict[str, Any] | None) -> Text:
@@ -32,35 +29,19 @@ def render_drift(backend: str, change: dict[str, Any] | None) -> Text:
             style="dim",
         )
         return text
-    when = time.strftime("%H:%M:%S", time.localtime(change.get("ts", 0)))
-    reason = change.get("reason") or "restart"
-    count = int(change.get("count") or 0)
-    # Spaces end a span rather than start the next: some SVG viewers drop a text run's leading space.
-    text.append(f"{count} change{'' if count == 1 else 's'} ", style="bold")
-    text.append(f"at {when} ({reason})\n")
-    if not count:
+    head, *rest = lines(change, 70)
+    text.append(head + "\n", style="bold")
+    if not change.get("count"):
         text.append("The catalog is the same as before.", style="dim")
         return text
     text.append(describe(change) + "\n", style="dim")
-    for section, (mark, style) in (("added", OP_MARK["added"]), ("removed", OP_MARK["removed"])):
-        for kind, names in (change.get(section) or {}).items():
-            for name in names:
-                text.append(f"\n{mark} ", style=style)
-                text.append(f"{SINGULAR.get(kind, kind)} {name} {section}")
-    for item in change.get("changed") or []:
-        text.append("\n~ ", style=OP_MARK["changed"][1])
-        text.append(f"{SINGULAR.get(item['kind'], item['kind'])} {item['name']} ", style="bold")
-        text.append(f"changed: {', '.join(item.get('fields') or [])}")
-        for entry in item.get("diff") or []:
-            mark, style = OP_MARK.get(entry.get("op"), ("?", ""))
-            text.append(f"\n    {mark} ", style=style)
-            text.append(f"{entry.get('path')}  ", style="bold")
-            if entry.get("op") == "added":
-                text.append(short(entry.get("new"), 70))
-            elif entry.get("op") == "removed":
-                text.append(f"was {short(entry.get('old'), 70)}")
-            else:
-                text.append(f"{short(entry.get('old'), 40)} → {short(entry.get('new'), 40)}")
+    for line in rest:
+        body = line.lstrip(" ")
+        # The mark and the indentation are one run that starts with a visible character (some SVG
+        # viewers drop a run's leading spaces).
+        mark = body[:1]
+        text.append("\n" + mark + line[: len(line) - len(body)] + " ", style=MARK_STYLE.get(mark, ""))
+        text.append(body[2:], style="bold" if line == body else "")
     return text
 
 
