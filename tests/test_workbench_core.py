@@ -369,3 +369,17 @@ def test_the_headless_json_console_masks_secrets_in_messages() -> None:
     line = json.loads(printer.render([event]))
     assert line["message"]["params"]["arguments"] == {"password": MASK}
     assert message["params"]["arguments"]["password"] == "pw-1"
+
+
+async def test_a_modern_era_request_is_replayed_as_it_was_sent(wb: tuple[Served, Path]) -> None:
+    lr, _ = wb
+    feed = lr.control.subscribe(["traffic"])
+    async with connect(lr.mcp_url("wb"), "streamable-modern") as client:
+        await client.call_tool("search", {"query": "m", "limit": 1})
+    events = [e for e in feed.drain() if isinstance(e, TrafficEvent) and e.method == "tools/call"]
+    request = next(e for e in events if e.direction == "client->backend")
+    answer = next(e for e in events if e.direction == "backend->client")
+    assert request.message is not None and answer.message is not None
+    outcome = await lr.control.replay("wb", request.message, request.direction)
+    assert outcome["era"] == "modern" and outcome["error"] is None
+    assert [c.where for c in diff(answer.message, outcome["response"]) if c.where != "id"] == []
