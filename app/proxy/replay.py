@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from app import __version__
 from app.proxy import jsonrpc
-from app.proxy.backend import RouterListener
+from app.proxy.backend import PROBE_INIT_PARAMS, RouterListener
 from app.proxy.calls import RouterCallError, RouterCalls, new_router_id
 from app.proxy.channels.base import BackendUnavailable
 from app.proxy.events import TrafficEvent
@@ -33,9 +33,9 @@ ROUTER_SESSION = "router"
 CALL_TIMEOUT = 30.0
 SETUP_TIMEOUT = 15.0
 
+# A probe's handshake (no client capabilities), under a name of its own in the backend's logs.
 WORKBENCH_INIT_PARAMS: JSON = {
-    "protocolVersion": jsonrpc.LATEST_HANDSHAKE_VERSION,
-    "capabilities": {},
+    **PROBE_INIT_PARAMS,
     "clientInfo": {"name": "mcp-dev-router-workbench", "version": __version__},
 }
 
