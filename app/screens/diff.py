@@ -69,7 +69,7 @@ def render_summary(changes: list[Change], reveal: bool) -> Text:
         if _secret_path(c) and not reveal:
             text.append(f"{c.where}: {c.op} ({MASK})")
         else:
-            text.append(c.describe(80))
+            text.append(c.describe(48))
     return text
 
 
