@@ -26,6 +26,7 @@ DIRECTION_SHORT = {
     "backend->client": "B→C",
     "router->client": "R→C",
     "router->backend": "R→B",
+    "backend->router": "B→R",
     "mark": "───",
 }
 DIRECTION_ALIASES = {
@@ -33,6 +34,7 @@ DIRECTION_ALIASES = {
     "backend->client": ("b2c", "bc", "backend", "out"),
     "router->client": ("r2c", "rc", "router"),
     "router->backend": ("r2b", "rb", "router"),
+    "backend->router": ("b2r", "br", "router"),
     "mark": ("mark",),
 }
 # States in which a backend takes no request (it waits, up to --hold, for the backend to return).
@@ -62,6 +64,7 @@ class TraceRow:
     subject: str = ""  # what a request is about: the tool or prompt name, the resource URI
     text: str = ""  # a mark's description
     version: int = 0  # bumped when the row changes (its rendered line is cached by seq and version)
+    marked: bool = False  # `m` on the main screen; kept through filtering, written to exports
     haystack: str = field(default="", repr=False)
 
     @property
@@ -182,11 +185,15 @@ class TraceModel:
         self._seq = 0
         self._pending: OrderedDict[tuple[str, str, Any], TraceRow] = OrderedDict()
         self.backend_states: dict[str, str] = {}
+        self.only_marked = False  # `M`: only marked rows, with the filter
 
     # ------------------------------------------------------------------ filter
     def set_filter(self, text: str) -> None:
         """Apply a new filter to everything in the buffer (raises FilterError, keeping the old one)."""
         predicate = parse_filter(text)
+        if self.only_marked:
+            given = predicate
+            predicate = (lambda r: r.marked) if given is None else (lambda r: r.marked and given(r))
         self.predicate = predicate
         self.filter_text = text
         self.visible = deque(self.rows) if predicate is None else deque(r for r in self.rows if predicate(r))
@@ -255,7 +262,8 @@ class TraceModel:
 
     def _traffic(self, ev: TrafficEvent) -> None:
         kind = ev.msg_kind
-        server_side = ev.direction in ("backend->client", "router->backend")
+        # The router's own requests (a replay, a workbench call) are asked and answered like a client's.
+        server_side = ev.direction == "backend->client"
         method = ev.method or ""
         row = TraceRow(
             seq=self._next_seq(),
@@ -284,7 +292,7 @@ class TraceModel:
                     row.subject = subject
             self._remember((origin, ev.session, ev.msg_id), row)
         elif kind in ("response", "error"):
-            origin = "c" if ev.direction in ("backend->client", "router->client") else "s"
+            origin = "c" if ev.direction in ("backend->client", "router->client", "backend->router") else "s"
             row.kind = "response" if origin == "c" else "server-response"
             row.status = _status_of_answer(ev)
             request = self._pending.pop((origin, ev.session, ev.msg_id), None)

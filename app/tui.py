@@ -17,6 +17,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from app.control import RouterControl
 from app.screens.main import MainScreen
+from app.screens.workbench import WorkbenchCommands
 from app.trace_model import DEFAULT_CAPACITY
 from app.widgets.trace_view import clock_text
 
@@ -59,7 +60,7 @@ class BackendCommands(Provider):
 class RouterTUI(App[int]):
     CSS_PATH = "tui.tcss"
     TITLE = "mcp-dev-router"
-    COMMANDS = App.COMMANDS | {BackendCommands}
+    COMMANDS = App.COMMANDS | {BackendCommands, WorkbenchCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (170, "-wide")]  # noqa: RUF012
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = [

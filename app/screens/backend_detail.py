@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Log, Static
 
 from app.control import ControlError, EventFeed, RouterControl
+from app.proxy.drift import lines as drift_lines
 from app.proxy.events import BackendListEvent, BackendLogEvent, BackendStateEvent, Event, HealthEvent
 from app.proxy.jsonrpc import JSON
 from app.widgets.health_chart import HealthChart, Probe
@@ -75,6 +76,8 @@ def describe_change(change: Any) -> list[str]:
     """A backend's `last_change` (whatever its shape) as lines of text."""
     if not change:
         return []
+    if isinstance(change, dict) and "count" in change:
+        return drift_lines(change)  # the router's own shape (app.proxy.drift)
     if isinstance(change, str):
         return [change]
     if isinstance(change, list):

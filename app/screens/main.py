@@ -23,6 +23,7 @@ from app.control import ControlError, EventFeed, RouterControl
 from app.proxy.events import (
     BackendListEvent,
     BackendStateEvent,
+    CatalogChangeEvent,
     Event,
     HealthEvent,
     RouterEvent,
@@ -30,6 +31,7 @@ from app.proxy.events import (
     TrafficEvent,
 )
 from app.proxy.jsonrpc import JSON
+from app.screens import workbench
 from app.trace_model import DEFAULT_CAPACITY, FilterError, TraceModel
 from app.widgets.backends_table import BackendsTable
 from app.widgets.formatting import duration
@@ -72,6 +74,18 @@ HELP: list[tuple[str, list[tuple[str, str]]]] = [
         ],
     ),
     (
+        "Workbench",
+        [
+            ("R", "replay the selected request on its backend now and diff the answers"),
+            ("w", "what the selected backend's last rebuild changed (schema drift)"),
+            ("y", "copy the selected message's JSON (secrets masked)"),
+            ("o", "open the selected message in $EDITOR / $PAGER"),
+            ("m / M", "mark the selected message / show only marked ones"),
+            ("v", "in a message's detail, a diff or a call's answer: reveal its secrets (shown as •••)"),
+            ("ctrl+p", "Call tool…, Read resource…, Get prompt… from the palette"),
+        ],
+    ),
+    (
         "Everywhere",
         [
             ("tab", "next panel (shift+tab: previous); the mouse works too"),
@@ -94,6 +108,12 @@ class MainScreen(Screen[None]):
         Binding("p", "pause", "Pause"),
         Binding("c", "clear", "Clear"),
         Binding("end", "follow", "Follow", show=False),
+        Binding("R", "replay", "Replay", show=False),
+        Binding("w", "drift", "Changes", show=False),
+        Binding("y", "copy_message", "Copy", show=False),
+        Binding("o", "open_message", "Open", show=False),
+        Binding("m", "mark", "Mark", show=False),
+        Binding("M", "only_marked", "Marked", show=False),
     ]
 
     def __init__(
@@ -166,7 +186,9 @@ class MainScreen(Screen[None]):
         self.query_one("#trace-panel").border_title = "Trace"
         # Subscribe before asking for the state: nothing that happens in between is lost.
         # Backend log lines are the detail screen's business: not drained here at all.
-        self.feed = self.control.subscribe(["traffic", "session", "backend_state", "health", "backend_list", "router"])
+        self.feed = self.control.subscribe(
+            ["traffic", "session", "backend_state", "health", "backend_list", "router", "catalog_change"]
+        )
         await self._refresh_state()
         for name in self.backends:
             await self._seed_probes(name)
@@ -287,6 +309,9 @@ class MainScreen(Screen[None]):
             elif isinstance(ev, SessionEvent):
                 if ev.action in ("closed", "ended"):
                     self.session_counts.pop(ev.session, None)
+                self._state_dirty = True
+            elif isinstance(ev, CatalogChangeEvent):
+                workbench.announce_change(self, ev)
                 self._state_dirty = True
         for name in new_backends:
             await self._seed_probes(name)
@@ -553,3 +578,23 @@ class MainScreen(Screen[None]):
 
     def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         return HELP
+
+    # ------------------------------------------------------------------ workbench keys (app/screens/workbench.py)
+    def action_replay(self) -> None:
+        workbench.replay(self)
+
+    def action_drift(self) -> None:
+        workbench.show_drift(self)
+
+    def action_copy_message(self) -> None:
+        workbench.copy(self)
+
+    @work(group="editor")
+    async def action_open_message(self) -> None:
+        await workbench.open_in_editor(self)
+
+    def action_mark(self) -> None:
+        workbench.toggle_mark(self)
+
+    def action_only_marked(self) -> None:
+        workbench.toggle_only_marked(self)

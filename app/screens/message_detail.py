@@ -11,16 +11,18 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TextArea
 
+from app.proxy.secrets import mask_json
 from app.trace_model import DIRECTION_SHORT, TraceRow
 from app.widgets.trace_view import clock_text
 
 CUT = 200_000  # characters shown before "show all": a 64 MiB body must not freeze the screen
 
 
-def pretty(message: dict[str, Any] | None) -> str:
+def pretty(message: dict[str, Any] | None, reveal: bool = False) -> str:
     if message is None:
         return "null"
-    return orjson.dumps(message, option=orjson.OPT_INDENT_2, default=str).decode()
+    shown = message if reveal else mask_json(message)  # secrets as ••• until `v`
+    return orjson.dumps(shown, option=orjson.OPT_INDENT_2, default=str).decode()
 
 
 def describe(row: TraceRow, time_text: Callable[[float], str]) -> str:
@@ -32,14 +34,14 @@ def describe(row: TraceRow, time_text: Callable[[float], str]) -> str:
     )
 
 
-def detail_text(row: TraceRow, time_text: Callable[[float], str] = clock_text) -> str:
+def detail_text(row: TraceRow, time_text: Callable[[float], str] = clock_text, reveal: bool = False) -> str:
     """The request first, then its answer (whichever of the two `row` is), each under a comment."""
     request, answer = (row, row.partner) if not row.kind.endswith("response") else (row.partner, row)
     parts: list[str] = []
     if request is not None:
-        parts.append(f"// {describe(request, time_text)}\n{pretty(request.message)}")
+        parts.append(f"// {describe(request, time_text)}\n{pretty(request.message, reveal)}")
     if answer is not None:
-        parts.append(f"// {describe(answer, time_text)}\n{pretty(answer.message)}")
+        parts.append(f"// {describe(answer, time_text)}\n{pretty(answer.message, reveal)}")
     elif request is not None and request.is_request:
         parts.append(f"// no answer yet ({request.status})")
     return "\n\n".join(parts) + "\n"
@@ -50,12 +52,14 @@ class MessageDetailScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("q", "app.pop_screen", "Back", show=False),
         Binding("s", "show_all", "Show all", show=False),
+        Binding("v", "reveal", "Reveal secrets", show=False),
     ]
 
     def __init__(self, row: TraceRow, *, time_text: Callable[[float], str] = clock_text) -> None:
         super().__init__()
         self.row = row
         self.time_text = time_text
+        self.revealed = False
         self.full = detail_text(row, time_text)
 
     def compose(self) -> ComposeResult:
@@ -71,6 +75,13 @@ class MessageDetailScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(TextArea).focus()
+
+    def action_reveal(self) -> None:
+        """Show this message's secret values (masked as ••• until asked), or hide them again."""
+        self.revealed = not self.revealed
+        self.full = detail_text(self.row, self.time_text, self.revealed)
+        area = self.query_one(TextArea)
+        area.load_text(self.full if len(self.full) <= CUT else self.full[:CUT])
 
     def action_show_all(self) -> None:
         area = self.query_one(TextArea)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from rich.text import Text
 
+from app.proxy.drift import count_label
 from app.proxy.jsonrpc import JSON
 from app.widgets.formatting import sparkline, transport_text
 from app.widgets.tables import Cell, SnapshotTable
@@ -43,6 +44,9 @@ class BackendsTable(SnapshotTable):
             if len(target) > 28:
                 target = "…" + target[-27:]  # the end of a command or URL says more than its start
             label = Text(name + (" *" if snap.get("default") else ""), style="bold")
+            badge = count_label(snap.get("last_change"))  # a rebuild changed the catalog; unseen
+            if badge:
+                label.append(f" {badge}", style="bold black on yellow")
             rows.append(
                 (
                     name,

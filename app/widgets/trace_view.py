@@ -358,6 +358,8 @@ class TraceView(ScrollView, can_focus=True):
             method = f"⇐ {method}"
         elif row.kind.endswith("response"):
             method = f"↳ {method}"
+        if row.marked:
+            method = f"★ {method}"
         latency = f"{row.latency_ms:.1f}" if row.latency_ms is not None else ""
         values = {
             "time": (self.clock(row.ts), self._style("time")),
