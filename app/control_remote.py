@@ -206,12 +206,35 @@ class RemoteControl:
         self._feeds.append(feed)
         return feed
 
-    async def status(self) -> JSON:
-        result: JSON = await self.request("GET", "/status")
+    async def status(self, reveal: bool = False) -> JSON:
+        result: JSON = await self.request("GET", "/status?reveal=1" if reveal else "/status")
         return result
 
-    async def backend(self, name: str) -> JSON:
-        result: JSON = await self.request("GET", f"/backends/{self._name(name)}")
+    async def backend(self, name: str, reveal: bool = False) -> JSON:
+        path = f"/backends/{self._name(name)}"
+        result: JSON = await self.request("GET", f"{path}?reveal=1" if reveal else path)
+        return result
+
+    async def catalog(self, name: str) -> JSON:
+        body = await self.request("GET", f"/backends/{self._name(name)}/catalog")
+        catalog: JSON = body.get("catalog") or {}
+        return catalog
+
+    async def ack_change(self, name: str) -> JSON:
+        result: JSON = await self.request("POST", f"/backends/{self._name(name)}/ack")
+        return result
+
+    async def call(self, name: str, method: str, params: JSON | None = None) -> JSON:
+        body: JSON = {"method": method}
+        if params is not None:
+            body["params"] = params
+        result: JSON = await self.request("POST", f"/backends/{self._name(name)}/call", body)
+        return result
+
+    async def replay(self, name: str, message: JSON, direction: str | None = None) -> JSON:
+        result: JSON = await self.request(
+            "POST", f"/backends/{self._name(name)}/call", {"message": message, "direction": direction}
+        )
         return result
 
     async def health(self, name: str) -> list[JSON]:

@@ -332,6 +332,10 @@ async def test_call_route_for_scripts(wb: tuple[Served, Path]) -> None:
         assert r.status_code == 409 and "only a request" in r.json()["error"]
         assert (await http.post("/backends/nope/call", json={"method": "ping"})).status_code == 404
         assert (await http.post("/backends/wb/call", json={"params": {}})).status_code == 400
+        plain = await http.post(
+            "/backends/wb/call", content=b'{"method": "ping"}', headers={"content-type": "text/plain"}
+        )
+        assert plain.status_code == 415
         catalog = (await http.get("/backends/wb/catalog")).json()["catalog"]
         assert "form" in {t["name"] for t in catalog["tools"]}
 

@@ -132,6 +132,12 @@ def build_admin(router: Router) -> Starlette:
         b = _backend(request)
         if isinstance(b, Response):
             return b
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            # A call can start a process (a stdio backend's fresh session): no simple POST from a page.
+            return _error(
+                415, f"POST /backends/NAME/call takes a JSON body (Content-Type: application/json), not {ctype!r}"
+            )
         try:
             data = orjson.loads(await request.body())
         except orjson.JSONDecodeError as exc:
