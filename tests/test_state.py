@@ -89,7 +89,10 @@ async def test_backends_changed_at_runtime_come_back_with_their_flags(tmp_path: 
         async with run_router(env=env) as r:
             b = await backends(r)
             assert list(b) == ["first", "tool", "api"]
-            assert b["tool"]["env"] == {"K": "v"} and b["tool"]["cwd"] == str(tmp_path)
+            assert b["tool"]["env"] == {"K": "•••"} and b["tool"]["cwd"] == str(tmp_path)  # env shown masked
+            async with httpx.AsyncClient(base_url=r.url) as http:
+                revealed = (await http.get("/backends/tool", params={"reveal": "1"})).json()
+            assert revealed["env"] == {"K": "v"}
             assert b["tool"]["watch"] == [str(watched)]
             assert b["api"]["enabled"] is False and b["api"]["state"] == "disabled"
             assert b["api"]["headers"] == {"Authorization": "•••"}

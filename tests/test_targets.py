@@ -168,7 +168,10 @@ async def test_a_config_file_with_bad_entries_starts_the_others(
         async with run_router("--config", str(path), env={"FIXTURE_PORT": str(fx.port)}) as r:
             backends = await wait_up(r, "good", "windsurf", "expanded", "envvar")
             assert set(backends) == {"good", "windsurf", "expanded", "envvar"}
-            assert backends["envvar"]["env"] == {"X": "from-env"}
+            assert backends["envvar"]["env"] == {"X": "•••"}  # env values are shown masked
+            async with httpx.AsyncClient(base_url=r.url) as http:
+                revealed = (await http.get("/backends/envvar", params={"reveal": "1"})).json()
+            assert revealed["env"] == {"X": "from-env"}
             assert backends["expanded"]["url"] == f"http://127.0.0.1:{fx.port}/mcp"
 
             def said() -> str:
