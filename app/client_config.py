@@ -6,6 +6,7 @@ TUI's "connect a client" key). No Textual here.
 - claude-code: the `claude mcp add --transport http NAME URL` command.
 - cursor: `~/.cursor/mcp.json` (`mcpServers` with a `url`).
 - vscode: `.vscode/mcp.json` (`servers` with `"type": "http"`).
+- mcp-remote: the `npx -y mcp-remote URL` bridge, for any client that launches stdio servers only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import shlex
 
-CLIENTS = ("claude-desktop", "claude-code", "cursor", "vscode")
+CLIENTS = ("claude-desktop", "claude-code", "cursor", "vscode", "mcp-remote")
 DEFAULT_ENTRY = "mcp-dev-router"
 
 
@@ -55,6 +56,11 @@ def snippets(router_url: str, name: str | None = None, token: str | None = None)
     if auth:
         vscode["headers"] = {"Authorization": auth}
     out["vscode"] = json.dumps({"servers": {entry: vscode}}, indent=2)
+
+    remote = ["npx", "-y", "mcp-remote", url]
+    if auth:
+        remote += ["--header", f"Authorization:{auth}"]
+    out["mcp-remote"] = shlex.join(remote)
     return out
 
 
@@ -64,4 +70,5 @@ WHERE = {
     "claude-code": "Run in your project:",
     "cursor": "Add to ~/.cursor/mcp.json (or .cursor/mcp.json in the project):",
     "vscode": "Add to .vscode/mcp.json in the workspace:",
+    "mcp-remote": "For a client that launches stdio servers only: give it this command (Node.js 18+).",
 }

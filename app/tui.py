@@ -35,6 +35,7 @@ class BackendCommands(Provider):
             ("Clear trace", main.action_clear, "forget the messages shown"),
             ("Resume trace" if main.paused else "Pause trace", main.action_pause, "traffic is kept while paused"),
             ("Filter trace…", main.action_filter, "method: backend: session: dir: kind: status: id:"),
+            ("Connect a client…", main.action_connect_client, "what to paste or run in each client"),
         ]
         for name, snap in main.backends.items():
             cmds.append((f"Restart backend {name}", partial(main.action_restart_backend, name), "blue/green"))

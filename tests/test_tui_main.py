@@ -15,6 +15,7 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 from textual.pilot import Pilot
+from textual.widgets import TextArea
 
 from app.control import LocalControl
 from app.proxy.config import BackendConfig
@@ -288,3 +289,30 @@ async def test_help_and_palette_and_quit() -> None:
         await wait_for(lambda: app.main.paused, message="paused from the palette")
         await pilot.press("q")
         await wait_for(lambda: app.return_code == 0, message="app exits")
+
+
+async def test_connect_a_client_shows_and_copies_the_selected_backends_snippets() -> None:
+    async with tui([stdio_backend("one"), stdio_backend("two")]) as (r, app, pilot):
+        from app.screens.connect import ConnectScreen
+        from app.tui import BackendCommands
+
+        assert "Connect a client…" in [text for text, _cb, _help in BackendCommands(app.screen, None)._commands()]
+        app.main.backends_table.focus()
+        app.main.backends_table.select_key("two")
+        await pilot.press("k")
+        await wait_for(lambda: isinstance(app.screen, ConnectScreen), message="connect screen")
+        screen = app.screen
+        assert isinstance(screen, ConnectScreen)
+        assert screen.client == "claude-desktop"
+        await pilot.press("right")
+        await wait_for(lambda: screen.client == "claude-code", message="Claude Code tab")
+        shown = screen.query_one("#claude-code-text", TextArea).text
+        assert shlex.split(shown) == ["claude", "mcp", "add", "--transport", "http", "two", r.mcp_url("two")]
+        await pilot.press("c")
+        await wait_for(lambda: app.clipboard == shown, message="copied")
+        await pilot.press("right", "right", "right")
+        await wait_for(lambda: screen.client == "mcp-remote", message="bridge tab")
+        await pilot.press("c")
+        await wait_for(lambda: app.clipboard == f"npx -y mcp-remote {r.mcp_url('two')}", message="bridge copied")
+        await pilot.press("escape")
+        await wait_for(lambda: isinstance(app.screen, MainScreen), message="closed")

@@ -232,3 +232,18 @@ def test_filtered_and_paused(snap_compare: Any) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=(150, 42), run_before=filter_and_pause)
+
+
+def test_connect_a_client(snap_compare: Any) -> None:
+    async def open_connect(pilot: Pilot[Any]) -> None:
+        await settled(pilot)
+        app = pilot.app
+        assert isinstance(app, RouterTUI)
+        app.main.backends_table.focus()
+        app.main.backends_table.select_key("weather")
+        await pilot.press("k")
+        await wait_for(lambda: app.screen.query("#connect-tabs"))
+        await pilot.pause()
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(120, 36), run_before=open_connect)

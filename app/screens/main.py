@@ -52,6 +52,7 @@ HELP: list[tuple[str, list[tuple[str, str]]]] = [
             ("space", "enable / disable the selected backend"),
             ("r", "restart the selected backend (blue/green)"),
             ("enter", "the backend's detail: health graph, history, catalog, log"),
+            ("k", "connect a client: what to paste or run in each client, to copy"),
         ],
     ),
     (
@@ -103,6 +104,7 @@ class MainScreen(Screen[None]):
         Binding("d", "remove_backend", "Remove"),
         Binding("space", "toggle_backend", "On/off"),
         Binding("r", "restart_backend", "Restart"),
+        Binding("k", "connect_client", "Connect", show=False),
         Binding("x", "close_session", "Close session", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("p", "pause", "Pause"),
@@ -527,6 +529,15 @@ class MainScreen(Screen[None]):
             if not (action == "restart" and exc.message.startswith("restart failed")):
                 self.notify(f"{action} {name}: {exc.message}", title="refused", severity="error")
         self._state_dirty = True
+
+    def action_connect_client(self, name: str | None = None) -> None:
+        from app.screens.connect import ConnectScreen
+
+        url = self.control.url
+        if url is None:
+            self.notify("the router is not listening yet", severity="warning")
+            return
+        self.app.push_screen(ConnectScreen(url, name or self.selected_backend() or self.default))
 
     @on(DataTable.RowSelected, "#backends")
     def _backend_selected(self, event: DataTable.RowSelected) -> None:
