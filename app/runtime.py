@@ -15,7 +15,6 @@ import uvicorn
 
 from app.headless import HeadlessPrinter
 from app.proxy.app import RouterApp
-from app.proxy.events import RouterEvent
 from app.proxy.router import Router
 from app.proxy.tracefile import TraceFileWriter
 from app.server_protocol import CoalescingHttpToolsProtocol
@@ -89,7 +88,7 @@ async def services(settings: Settings, router: Router, persistence: Persistence)
     for note in notes:
         if logger.hasHandlers():  # the TUI's log file keeps them too (headless prints the event)
             logger.warning("%s", note)
-        router.bus.publish(RouterEvent(level="warning", text=note))
+        router.notice("warning", note)
     persistence.attach(router)
     try:
         yield

@@ -29,7 +29,7 @@ import platformdirs
 
 from app import __version__
 from app.proxy.config import BackendConfig, ConfigError
-from app.proxy.events import BackendListEvent, RouterEvent
+from app.proxy.events import BackendListEvent
 from app.proxy.jsonrpc import JSON
 from app.proxy.router import Router
 
@@ -260,7 +260,7 @@ class Persistence:
             await asyncio.to_thread(self.file.save, backends, self.profile)
             self._last = key
         except OSError as exc:
-            router.bus.publish(RouterEvent(level="warning", text=f"could not save state to {self.file.path}: {exc}"))
+            router.notice("warning", f"could not save state to {self.file.path}: {exc}")
 
     def attach(self, router: Router) -> None:
         """Save now, then after every backend added, removed, enabled or disabled."""

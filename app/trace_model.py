@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.proxy.events import BackendStateEvent, Event, TrafficEvent
+from app.proxy.events import BackendStateEvent, Event, RouterEvent, TrafficEvent
 
 DEFAULT_CAPACITY = 10_000
 # Requests still waiting for their answer, remembered at most this many (a client that never gets
@@ -236,7 +236,26 @@ class TraceModel:
                 self.backend_states[ev.backend] = ev.state
                 self._mark(ev)
                 added += 1
+            elif isinstance(ev, RouterEvent):
+                self._notice(ev)
+                added += 1
         return added
+
+    def _notice(self, ev: RouterEvent) -> None:
+        self._append(
+            TraceRow(
+                seq=self._next_seq(),
+                ts=ev.ts,
+                direction="mark",
+                session="",
+                backend="",
+                kind="mark",
+                method="",
+                msg_id=None,
+                status=ev.level,
+                text=f"router {ev.level}: {ev.text}",
+            )
+        )
 
     def _mark(self, ev: BackendStateEvent) -> None:
         why = f" ({ev.reason})" if ev.reason else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shlex
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -316,3 +317,32 @@ async def test_connect_a_client_shows_and_copies_the_selected_backends_snippets(
         await wait_for(lambda: app.clipboard == f"npx -y mcp-remote {r.mcp_url('two')}", message="bridge copied")
         await pilot.press("escape")
         await wait_for(lambda: isinstance(app.screen, MainScreen), message="closed")
+
+
+async def test_startup_notices_reach_the_tui(tmp_path: Path) -> None:
+    """A warning given before the TUI subscribed (one config entry skipped) is a toast and a trace line."""
+    from app.runtime import load_state, make_router, services
+    from app.settings import parse_args
+
+    config = tmp_path / "mcp.json"
+    argv = shlex.split(stdio_command(name="good"))
+    config.write_text(
+        json.dumps({"mcpServers": {"good": {"command": argv[0], "args": argv[1:]}, "broken": {"serverUrl": 5}}})
+    )
+    settings = parse_args(["--config", str(config), "--no-persist", "--port", "0"])
+    persistence = load_state(settings)
+    router = make_router(settings)
+    await router.start()
+    try:
+        async with services(settings, router, persistence):
+            app = RouterTUI(LocalControl(router))
+            async with app.run_test(size=SIZE) as pilot:
+                await wait_for(lambda: isinstance(app.screen, MainScreen) and app.main.backends, message="main screen")
+                await pilot.pause()
+                toasts = [n.message for n in app._notifications if n.severity == "warning"]
+                assert any("skipped mcpServers entry broken" in t for t in toasts), toasts
+                marks = [r.text for r in app.main.model.rows if r.kind == "mark" and "broken" in r.text]
+                assert len(marks) == 1 and marks[0].startswith("router warning:"), marks
+                assert "good" in app.main.backends
+    finally:
+        await router.stop()

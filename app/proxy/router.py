@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
+from typing import Literal
 
 from app import __version__
 from app.proxy.backend import Backend, CommandResult
 from app.proxy.config import BackendConfig, ConfigError, quote
-from app.proxy.events import BackendListEvent, EventBus, SessionEvent
+from app.proxy.events import BackendListEvent, EventBus, RouterEvent, SessionEvent
 from app.proxy.http_client import HTTPClient
 from app.proxy.jsonrpc import JSON
 from app.proxy.limits import DEFAULT_MAX_MESSAGE
@@ -33,6 +35,9 @@ class UnknownBackend(LookupError):
         if self.name is None:
             return "no backend is configured: add one with -b NAME=URL, POST /backends, or start with --demo"
         return f"unknown backend {quote(self.name)}"
+
+
+NOTICES_KEPT = 50
 
 
 class Router:
@@ -73,6 +78,8 @@ class Router:
         # Orders the commands applied to backends (add, remove, enable, disable, restart), so a
         # script firing them concurrently can tell from the answers which one took effect last.
         self.command_seq = 0
+        # Warnings kept for a view that subscribes later: the TUI's feed starts after the startup notes.
+        self.notices: deque[RouterEvent] = deque(maxlen=NOTICES_KEPT)
 
     @property
     def http(self) -> HTTPClient:
@@ -231,7 +238,14 @@ class Router:
             "sessions": len(self.sessions),
             # For leak checks: tasks alive in the router's loop and connections in its HTTP pool.
             "tasks": len(asyncio.all_tasks()),
+            "notices": [n.to_dict() for n in self.notices],
         }
+
+    def notice(self, level: Literal["info", "warning", "error"], text: str) -> None:
+        """Tell every view (a warning about the config, the saved state, the trace file, ...)."""
+        event = RouterEvent(level=level, text=text)
+        self.notices.append(event)
+        self.bus.publish(event)
 
     def sessions_snapshot(self) -> list[JSON]:
         return [s.snapshot() for s in self.sessions.values()]

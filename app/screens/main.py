@@ -29,6 +29,7 @@ from app.proxy.events import (
     RouterEvent,
     SessionEvent,
     TrafficEvent,
+    event_from_dict,
 )
 from app.proxy.jsonrpc import JSON
 from app.screens import workbench
@@ -149,6 +150,8 @@ class MainScreen(Screen[None]):
         self._state_dirty = True
         self._refreshing = False
         self._dropped_shown = 0  # in the panel's border, updated once a second (a repaint of the panel)
+        self._notices_read = False  # the router's notices from before the feed: read with the first status
+        self._notices_shown: set[tuple[float, str]] = set()
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -227,6 +230,9 @@ class MainScreen(Screen[None]):
         finally:
             self._refreshing = False
         self._state_dirty = False
+        if not self._notices_read:
+            self._notices_read = True
+            self._show_startup_notices(status.get("notices") or [])
         self.default = status.get("default")
         self._uptime_base = float(status.get("uptime_s") or 0.0)
         self._uptime_at = self.clock()
@@ -237,6 +243,22 @@ class MainScreen(Screen[None]):
             self.backends_table.show(list(self.backends.values()), self.probes)
             self.sessions_table.show(self.sessions, self.model.backend_states, self.session_counts, self.clock)
             self._show_header()
+
+    def _show_startup_notices(self, notices: list[JSON]) -> None:
+        """What the router said before this screen subscribed (a config entry skipped, a state file
+        moved aside, ...): toasts and trace lines, as if it came through the feed."""
+        events = [ev for ev in map(event_from_dict, notices) if isinstance(ev, RouterEvent)]
+        self._notices_shown = {(ev.ts, ev.text) for ev in events}
+        for ev in events:
+            self._toast_notice(ev)
+        if events:
+            self._add_to_trace(list(events))
+
+    def _toast_notice(self, ev: RouterEvent) -> None:
+        severity: SeverityLevel = (
+            "information" if ev.level == "info" else "warning" if ev.level == "warning" else "error"
+        )
+        self.notify(ev.text, severity=severity, timeout=10 if ev.level != "info" else 5)
 
     def _show_header(self) -> None:
         up = sum(1 for b in self.backends.values() if b.get("state") == "up")
@@ -302,11 +324,11 @@ class MainScreen(Screen[None]):
                     self.model.backend_states.pop(ev.backend, None)
                 self._state_dirty = True
             elif isinstance(ev, RouterEvent):
+                if (ev.ts, ev.text) in self._notices_shown:
+                    continue  # a startup notice, already shown from the router's status
                 # Also an attached UI's connection: "lost …: reconnecting", then "reconnected" (info).
-                severity: SeverityLevel = (
-                    "information" if ev.level == "info" else "warning" if ev.level == "warning" else "error"
-                )
-                self.notify(ev.text, severity=severity)
+                self._toast_notice(ev)
+                trace_events.append(ev)
                 self._state_dirty = True  # after a reconnect: read what the router holds now
             elif isinstance(ev, SessionEvent):
                 if ev.action in ("closed", "ended"):
