@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -346,3 +347,42 @@ async def test_startup_notices_reach_the_tui(tmp_path: Path) -> None:
                 assert "good" in app.main.backends
     finally:
         await router.stop()
+
+
+async def test_modern_era_clients_are_listed_by_name_and_version() -> None:
+    """2026-07-28 clients share one backend session; the sessions list shows each by its `_meta` clientInfo."""
+    async with run_fixture("streamable") as fx, tui([BackendConfig(name="alpha", url=fx.url)]) as (r, app, pilot):
+        ide = types.Implementation(name="my-ide", version="3.1.4")
+        agent = types.Implementation(name="agent", version="0.9")
+        async with (
+            connect(r.mcp_url("alpha"), "streamable-modern", client_info=ide) as c1,
+            connect(r.mcp_url("alpha"), "streamable-modern", client_info=agent) as c2,
+        ):
+            await c1.call_tool("echo", {"text": "one"})
+            await c1.call_tool("echo", {"text": "two"})
+            await c2.list_tools()
+            listed = {s["id"]: s for s in await r.control.sessions() if s["era"] == "modern"}
+            mine = listed["modern:alpha:my-ide@3.1.4"]
+            assert mine["client"] == {"name": "my-ide", "version": "3.1.4"} and mine["backend"] == "alpha"
+            assert mine["protocol_version"] == "2026-07-28" and mine["session"] == "modern:alpha"
+            assert mine["requests"] >= 2 and mine["last_activity"] >= mine["created"]
+            assert listed["modern:alpha:agent@0.9"]["requests"] >= 1
+            async with httpx.AsyncClient() as http:
+                api = (await http.get(f"{r.control.url}/sessions")).json()
+            assert {"modern:alpha:my-ide@3.1.4", "modern:alpha:agent@0.9"} <= {s["id"] for s in api}
+
+            # The panel shows them (read at most once a second while modern traffic flows).
+            table = app.main.sessions_table
+            await wait_for(lambda: table.row_count == 2, message="two modern rows")
+            cells = [str(c) for c in table.get_row("modern:alpha:my-ide@3.1.4")]
+            assert cells[:2] == ["modern", "my-ide 3.1.4"] and "2026-07-28" in cells
+            assert cells[-1] == str(mine["requests"])
+            # Enter filters the trace to the backend's shared session; x explains there is nothing to close.
+            table.focus()
+            table.select_key("modern:alpha:my-ide@3.1.4")
+            await pilot.press("enter")
+            assert app.main.model.filter_text == "session:modern:alpha"
+            assert rows(app) and all(row.session == "modern:alpha" for row in rows(app))
+            await pilot.press("x")
+            assert isinstance(app.screen, MainScreen)
+            assert any("no session to close" in n.message for n in app._notifications)

@@ -192,6 +192,7 @@ class StreamableEndpoint:
             )
             return
         session = self.router.modern_session(backend)
+        self.router.modern_clients.seen(backend.name, first.params, version)
         headers = headers_with_prefix(scope, FORWARDED, FORWARDED_PREFIXES)
         headers.setdefault("mcp-protocol-version", version)
         await self._dispatch(session, messages, False, scope, receive, send, headers, modern=True)

@@ -14,6 +14,7 @@ from app.proxy.events import BackendListEvent, EventBus, RouterEvent, SessionEve
 from app.proxy.http_client import HTTPClient
 from app.proxy.jsonrpc import JSON
 from app.proxy.limits import DEFAULT_MAX_MESSAGE
+from app.proxy.modern_clients import ModernClients
 from app.proxy.session import ClientTransport, Era, Session
 
 DEFAULT_MAX_BODY = DEFAULT_MAX_MESSAGE  # a request body is one message (or one batch of them)
@@ -80,6 +81,8 @@ class Router:
         self.command_seq = 0
         # Warnings kept for a view that subscribes later: the TUI's feed starts after the startup notes.
         self.notices: deque[RouterEvent] = deque(maxlen=NOTICES_KEPT)
+        # 2026-07-28-era clients share one session per backend: the sessions list shows them from this.
+        self.modern_clients = ModernClients()
 
     @property
     def http(self) -> HTTPClient:
@@ -248,7 +251,8 @@ class Router:
         self.bus.publish(event)
 
     def sessions_snapshot(self) -> list[JSON]:
-        return [s.snapshot() for s in self.sessions.values()]
+        handshake = [s.snapshot() for s in self.sessions.values()]
+        return handshake + self.modern_clients.snapshot(self.backends, self.session_idle_timeout)
 
     def __repr__(self) -> str:
         return f"Router(backends={list(self.backends)}, sessions={len(self.sessions)})"

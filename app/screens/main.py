@@ -152,6 +152,7 @@ class MainScreen(Screen[None]):
         self._dropped_shown = 0  # in the panel's border, updated once a second (a repaint of the panel)
         self._notices_read = False  # the router's notices from before the feed: read with the first status
         self._notices_shown: set[tuple[float, str]] = set()
+        self._modern_traffic = False
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -282,6 +283,9 @@ class MainScreen(Screen[None]):
         if dropped != self._dropped_shown:
             self._dropped_shown = dropped
             self._show_trace_title()
+        if self._modern_traffic:  # 2026-07-28 clients are listed by the router: read them at most once a second
+            self._modern_traffic = False
+            self._state_dirty = True
         if self._state_dirty:
             await self._refresh_state()
         else:
@@ -308,6 +312,8 @@ class MainScreen(Screen[None]):
             if isinstance(ev, TrafficEvent):
                 self._rate_count += 1
                 self.session_counts[ev.session] += 1
+                if ev.session.startswith("modern:"):
+                    self._modern_traffic = True
                 trace_events.append(ev)
             elif isinstance(ev, BackendStateEvent):
                 trace_events.append(ev)
@@ -575,7 +581,9 @@ class MainScreen(Screen[None]):
         sid = event.row_key.value
         if sid is None:
             return
-        token = f"session:{sid[:8]}"
+        # A 2026-07-28 client's requests travel in its backend's shared session: filter to that one.
+        shared = next((s.get("session") for s in self.sessions if s.get("id") == sid), None)
+        token = f"session:{shared or sid[:8]}"
         self.set_filter_text("" if self.model.filter_text.strip() == token else token)
 
     def action_close_session(self) -> None:
@@ -586,6 +594,9 @@ class MainScreen(Screen[None]):
             self.notify("no session selected", severity="warning")
             return
         snap: dict[str, Any] = next((s for s in self.sessions if s.get("id") == sid), {})
+        if snap.get("era") == "modern":
+            self.notify("a 2026-07-28 client has no session to close", severity="warning")
+            return
         client = (snap.get("client") or {}).get("name") or "the client"
 
         def confirmed(yes: bool | None) -> None:

@@ -1,4 +1,4 @@
-"""The sessions panel: one row per client session."""
+"""The sessions panel: one row per client session, and per 2026-07-28-era client (by name and version)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,10 @@ class SessionsTable(SnapshotTable):
             sid = str(s["id"])
             backend = str(s.get("backend", ""))
             # "connected" is the session's backend side; without it the router holds the client.
-            if s.get("connected"):
+            modern = s.get("era") == "modern"  # a 2026-07-28 client: no session of its own, last seen
+            if modern:
+                state = Text(f"seen {duration(t - float(s.get('last_activity') or t))} ago", style="dim")
+            elif s.get("connected"):
                 state = Text("connected", style="green")
             elif backend_states.get(backend) in HOLDING or s.get("pending"):
                 state = Text("held", style="bold yellow")
@@ -49,14 +52,14 @@ class SessionsTable(SnapshotTable):
                 (
                     sid,
                     (
-                        sid[:8],
+                        "modern" if modern else sid[:8],
                         client_text(s.get("client")),
                         str(s.get("protocol_version") or "–"),
                         transport,
                         backend,
                         state,
                         duration(t - float(s.get("created") or t)),
-                        str(counts.get(sid, 0)),
+                        str(s.get("requests", 0) if modern else counts.get(sid, 0)),
                     ),
                 )
             )

@@ -37,7 +37,7 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
-from mcp_types import JSONRPCRequest, LoggingLevel
+from mcp_types import Implementation, JSONRPCRequest, LoggingLevel
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from tests.support.procs import REPO_ROOT
@@ -129,6 +129,7 @@ async def connect(
     read_timeout_seconds: float | None = 30.0,
     headers: dict[str, str] | None = None,
     terminate_on_close: bool = True,
+    client_info: Implementation | None = None,
 ) -> AsyncIterator[Client]:
     """Yield a connected (handshaken / adopted) SDK `Client` for `target`.
 
@@ -138,6 +139,7 @@ async def connect(
     logging opt-in (`_meta` "io.modelcontextprotocol/logLevel"); without it a modern-era server
     sends no notifications/message at all. In the handshake era logging is unconditional.
     `headers`: extra HTTP headers on every request (e.g. a foreign Origin).
+    `client_info`: the name and version the client gives (default: the SDK's "mcp" "0.1.0").
     The response cache is disabled so that every list call reaches the wire (hot-swap tests).
     """
     inner: contextlib.AbstractAsyncContextManager[Any]
@@ -178,6 +180,7 @@ async def connect(
         log_level=log_level,
         read_timeout_seconds=read_timeout_seconds,
         cache=None,
+        client_info=client_info,
     )
     async with contextlib.AsyncExitStack() as stack:
         if http_client is not None:
