@@ -635,6 +635,7 @@ async def start_worker(procs: Procs, index: int) -> Worker:
             stdout=asyncio.subprocess.PIPE,
             cwd=REPO_ROOT,
             start_new_session=True,
+            limit=64 * 1024 * 1024,  # a long paced window answers with one line of every latency
         ),
     )
     worker = Worker(proc)
