@@ -14,7 +14,6 @@ from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
@@ -138,11 +137,15 @@ class TraceView(ScrollView, can_focus=True):
         self._columns: Columns = WIDE
         self._styles: dict[str, Style] = {}
         self._scrolling = False
+        # What each line of the panel shows (as its cache key), so a batch repaints only the lines
+        # that changed rather than the whole panel.
+        self._drawn: dict[int, tuple[int, int, int, bool]] = {}
 
     # ------------------------------------------------------------------ feeding
     def rows_changed(self, added: int, dropped_front: int = 0) -> None:
         """The model's visible rows changed: resize, keep the view where it was or follow the end."""
         self._set_virtual_size(Size(self._line_width(), len(self.model.visible)))
+        before = round(self.scroll_y)
         if self.follow:
             self._scroll(self.max_scroll_y)
         else:
@@ -150,7 +153,32 @@ class TraceView(ScrollView, can_focus=True):
             if dropped_front:
                 # Rows fell off the top: shift so the lines under the user's eyes stay put.
                 self._scroll(max(0, self.scroll_y - dropped_front))
-        self.refresh()
+        if round(self.scroll_y) == before:
+            # Scrolling repaints the whole panel by itself; otherwise only the lines that now show
+            # another row or another version of theirs (new rows, answered requests) are drawn.
+            self._refresh_changed_lines()
+
+    def _refresh_changed_lines(self) -> None:
+        visible = self.model.visible
+        top = round(self.scroll_y)
+        width = self.size.width
+        drawn = self._drawn
+        start = -1
+        for y in range(self.scrollable_content_region.height + 1):
+            index = top + y
+            if index < len(visible):
+                row = visible[index]
+                key = (row.seq, row.version, width, row is self.cursor)
+            else:
+                key = (-1, 0, width, False)
+            stale = drawn.get(y) != key
+            if stale and start < 0:
+                start = y
+            elif not stale and start >= 0:
+                self.refresh_lines(top + start, y - start)
+                start = -1
+        if start >= 0:
+            self.refresh_lines(top + start, self.scrollable_content_region.height + 1 - start)
 
     def _set_virtual_size(self, new: Size) -> None:
         """Grow the scrollable height without a layout of the whole screen when that changes
@@ -288,10 +316,12 @@ class TraceView(ScrollView, can_focus=True):
         width = self.size.width
         visible = self.model.visible
         if index >= len(visible):
+            self._drawn[y] = (-1, 0, width, False)
             return self._blank(width)
         row = visible[index]
         selected = row is self.cursor
         key = (row.seq, row.version, width, selected)
+        self._drawn[y] = key
         strip = self._cache.get(key)
         if strip is None:
             strip = self._render_row(row, width, selected)
@@ -394,16 +424,32 @@ class TraceColumns(Widget):
     TraceColumns { height: 1; color: $text-muted; text-style: bold; background: $surface; }
     """
 
-    titles: reactive[str] = reactive("")
-    counts: reactive[str] = reactive("")
+    _NOT_BOLD = Style(bold=False)
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.titles = ""
+        self.counts = ""
 
     def show(self, titles: str, counts: str) -> None:
-        self.titles = titles
-        self.counts = counts
+        # Called with every batch: a repaint of this one line only when its text changed, drawn
+        # from a Strip of three segments (no Rich Text to lay out ten times a second).
+        if titles != self.titles or counts != self.counts:
+            self.titles, self.counts = titles, counts
+            self.refresh()
 
-    def render(self) -> Text:
-        gap = max(1, self.size.width - len(self.titles) - len(self.counts) - 1)
-        text = Text(self.titles, no_wrap=True, overflow="crop")
-        text.append(" " * gap)
-        text.append(self.counts, style="not bold")
-        return text
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        base = self.rich_style  # the Line API draws no CSS colour by itself
+        if y:
+            return Strip.blank(width, base)
+        gap = width - len(self.titles) - len(self.counts) - 1
+        if gap < 1:  # no room for the counts: the titles alone (the counts are never cut in half)
+            return Strip([Segment(self.titles, base)]).crop(0, width)
+        segments = [
+            Segment(self.titles, base),
+            Segment(" " * gap, base),
+            Segment(self.counts, base + self._NOT_BOLD),
+            Segment(" ", base),
+        ]
+        return Strip(segments, width)
