@@ -11,6 +11,8 @@ class RouterHeader(Static):
     RouterHeader { height: 2; padding: 0 1; background: $panel; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
+    _shown = ""
+
     def show(
         self,
         url: str | None,
@@ -29,9 +31,11 @@ class RouterHeader(Static):
             u = escape(url)
             where = f"[b u]{u}/mcp[/]  [u]{u}/sse[/]  [dim]({escape(default)})   per backend:[/] /mcp/NAME  /sse/NAME"
         health = "$success" if backends_up == backends_total else "$warning"
-        self.update(  # two lines, always: no layout needed
+        text = (
             f"[b]mcp-dev-router[/]  {where}\n"
             f"[dim]up {uptime}[/]   backends [b {health}]{backends_up}/{backends_total} up[/]"
-            f"   sessions [b]{sessions}[/]   [b]{rate:.1f}[/] msg/s",
-            layout=False,
+            f"   sessions [b]{sessions}[/]   [b]{rate:.1f}[/] msg/s"
         )
+        if text != self._shown:  # parsing markup and repainting the bar only when it says something new
+            self._shown = text
+            self.update(text, layout=False)  # two lines, always: no layout needed
