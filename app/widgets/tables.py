@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets._data_table import CellDoesNotExist, RowDoesNotExist
+from textual.widgets._data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist
 
 Cell = str | Text
 
@@ -46,7 +47,11 @@ class SnapshotTable(DataTable[Cell]):
             elif old != cells:
                 for (column, _), before, after in zip(self.COLUMNS, old, cells, strict=True):
                     if before != after:
-                        self.update_cell(key, column, after, update_width=True)
+                        # Measuring the columns again is only needed when the cell outgrows its column
+                        # (an age or a count ticking every second mostly keeps its width).
+                        width = after.cell_len if isinstance(after, Text) else cell_len(after)
+                        wider = width > self.columns[ColumnKey(column)].content_width
+                        self.update_cell(key, column, after, update_width=wider)
             self._shown[key] = cells
 
     def select_key(self, key: str) -> None:
