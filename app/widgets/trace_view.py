@@ -17,7 +17,7 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -140,6 +140,9 @@ class TraceView(ScrollView, can_focus=True):
         # What each line of the panel shows (as its cache key), so a batch repaints only the lines
         # that changed rather than the whole panel.
         self._drawn: dict[int, tuple[int, int, int, bool]] = {}
+        self._screen_lines: LRUCache[
+            tuple[tuple[int, int, int, bool], int, tuple[int, int], tuple[int, ...]], Strip
+        ] = LRUCache(1000)
 
     # ------------------------------------------------------------------ feeding
     def rows_changed(self, added: int, dropped_front: int = 0) -> None:
@@ -196,6 +199,7 @@ class TraceView(ScrollView, can_focus=True):
     def reset(self) -> None:
         """The whole visible list changed (filter, clear): redraw from scratch, back at the end."""
         self._cache.clear()
+        self._screen_lines.clear()
         self.cursor = None
         self.follow = True
         self.new_while_away = 0
@@ -203,6 +207,7 @@ class TraceView(ScrollView, can_focus=True):
 
     def invalidate(self) -> None:
         self._cache.clear()
+        self._screen_lines.clear()
         self.refresh()
 
     def _line_width(self) -> int:
@@ -214,6 +219,7 @@ class TraceView(ScrollView, can_focus=True):
         if columns != self._columns:
             self._columns = columns
             self._cache.clear()
+            self._screen_lines.clear()
             self.post_message(self.ColumnsChanged())
         self.rows_changed(0)
         if self.follow:
@@ -310,6 +316,43 @@ class TraceView(ScrollView, can_focus=True):
             self.refresh()
 
     # ------------------------------------------------------------------ rendering
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """The panel's lines as the screen draws them, kept per row: following a busy trace
+        scrolls every line each batch, and a row that only moved up is not styled again."""
+        scroll_x = round(self.scroll_x)
+        top = round(self.scroll_y)
+        width = self.size.width
+        visible = self.model.visible
+        filters = tuple(id(f) for f in self.get_line_filters())
+        span = crop.column_span
+        lines: list[Strip | None] = []
+        missing: list[int] = []
+        for y in crop.line_range:
+            index = top + y
+            if index < len(visible):
+                row = visible[index]
+                key = (row.seq, row.version, width, row is self.cursor)
+            else:
+                key = (-1, 0, width, False)
+            self._drawn[y] = key
+            strip = self._screen_lines.get((key, scroll_x, span, filters))
+            if strip is None:
+                missing.append(y)
+            lines.append(strip)
+        # Lines not drawn before go through Textual's usual path (CSS, filters), in runs.
+        start = 0
+        while start < len(missing):
+            end = start
+            while end + 1 < len(missing) and missing[end + 1] == missing[end] + 1:
+                end += 1
+            first, count = missing[start], end - start + 1
+            strips = super().render_lines(Region(crop.x, first, crop.width, count))
+            for y, strip in zip(range(first, first + count), strips, strict=True):
+                lines[y - crop.y] = strip
+                self._screen_lines[(self._drawn[y], scroll_x, span, filters)] = strip
+            start = end + 1
+        return [strip for strip in lines if strip is not None]
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         index = y + scroll_y
@@ -346,6 +389,7 @@ class TraceView(ScrollView, can_focus=True):
         super().notify_style_update()
         self._styles = {}
         self._cache.clear()
+        self._screen_lines.clear()
 
     def _render_row(self, row: TraceRow, width: int, selected: bool) -> Strip:
         """One Strip of exactly the line's width (each Strip costs: no crop, extend or restyle after)."""
