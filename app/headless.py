@@ -51,7 +51,7 @@ def format_text(ev: Event) -> str | None:
     if isinstance(ev, TrafficEvent):
         what = ev.method or ""
         ident = f" #{ev.msg_id}" if ev.msg_id is not None else ""
-        tail = ""
+        tail = "  re-sent: its backend died with it in flight" if ev.resent else ""
         if ev.msg_kind in ("response", "error"):
             if ev.msg_kind == "error":
                 tail = ("  backend fault: " if ev.fault == "backend" else "  error: ") + (ev.error or "")

@@ -45,6 +45,7 @@ def url_for(host: str, port: int) -> str:
 def make_router(settings: Settings) -> Router:
     router = Router(
         hold=settings.hold,
+        resend=settings.resend,
         health_interval=settings.health_interval,
         max_body=settings.max_body,
         max_message=settings.max_message,

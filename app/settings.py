@@ -27,6 +27,7 @@ class Settings:
     default: str | None = None
     demo: bool = False
     hold: float = 30.0
+    resend: bool = True
     health_interval: float = 5.0
     log_format: str = "text"
     quiet: bool = False
@@ -109,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default", help="backend served at /mcp and /sse (default: the first)")
     p.add_argument("--demo", action="store_true", help="add the built-in demo backend")
     p.add_argument("--hold", type=float, default=30.0, help="seconds a request waits for a down backend (default 30)")
+    p.add_argument(
+        "--no-resend",
+        action="store_true",
+        help="fail a read or idempotent request in flight when its backend dies, instead of re-sending it",
+    )
     p.add_argument("--health-interval", type=float, default=5.0, help="seconds between health probes (default 5)")
     p.add_argument(
         "--watch",
@@ -256,6 +262,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         default=ns.default,
         demo=ns.demo,
         hold=ns.hold,
+        resend=not ns.no_resend,
         health_interval=ns.health_interval,
         log_format=ns.log_format,
         quiet=ns.quiet,

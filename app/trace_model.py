@@ -298,7 +298,14 @@ class TraceModel:
             error=ev.error,
             message=ev.message,
         )
-        if kind == "request":
+        if ev.resent:
+            # The router sent a client's request again to a new backend: shown, and the client's
+            # own request row stays pending for the answer.
+            row.status = "re-sent"
+            request = self._pending.get(("c", ev.session, ev.msg_id))
+            if request is not None:
+                row.subject = request.subject
+        elif kind == "request":
             # A request the backend sends the client is answered by the client, and vice versa.
             origin = "s" if server_side else "c"
             row.kind = "server-request" if server_side else "request"

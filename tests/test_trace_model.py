@@ -78,6 +78,21 @@ def test_errors_cancellations_and_held_requests() -> None:
     assert m.rows[6].status == "ok"
 
 
+def test_a_resent_request_is_shown_and_its_answer_pairs_with_the_clients_request() -> None:
+    m = TraceModel()
+    m.add(
+        [
+            msg("client->backend", "request", "tools/call", 7, params={"name": "look"}),
+            msg("router->backend", "request", "tools/call", 7, params={"name": "look"}, resent=True),
+        ]
+    )
+    call, resend = m.rows
+    assert (resend.status, resend.kind, resend.subject) == ("re-sent", "request", "look")
+    assert call.status == "pending"
+    m.add([msg("backend->client", "response", "tools/call", 7, latency_ms=40.0)])
+    assert (call.status, call.latency_ms, call.partner) == ("ok", 40.0, m.rows[2])
+
+
 def test_the_buffer_is_bounded_and_counts_what_it_dropped() -> None:
     m = TraceModel(capacity=3)
     m.set_filter("method:tools/list")

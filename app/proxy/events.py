@@ -59,6 +59,8 @@ class TrafficEvent(Event):
     """Set on an error the router answered because the backend misbehaved (not a router failure)."""
     era: str | None = None
     """The client session's era ("handshake" or "modern")."""
+    resent: bool = False
+    """Set on a request the router sent again to a new backend (its first died with it in flight)."""
 
     def cost(self) -> int:
         return EVENT_OVERHEAD + (len(self.raw) if self.raw is not None else 0)
@@ -71,6 +73,8 @@ class TrafficEvent(Event):
         # The bytes travel only where the decoded message cannot stand for them.
         if not self.exact and self.raw is not None:
             d["raw"] = self.raw.decode("utf-8", "replace")
+        if self.resent:
+            d["resent"] = True
         return d
 
 

@@ -46,6 +46,7 @@ class Router:
         self,
         *,
         hold: float = 30.0,
+        resend: bool = True,
         health_interval: float = 5.0,
         max_body: int | None = None,
         max_message: int = DEFAULT_MAX_MESSAGE,
@@ -58,6 +59,8 @@ class Router:
         self.backends: dict[str, Backend] = {}
         self.sessions: dict[str, Session] = {}
         self.hold = hold
+        # Re-send requests safe to send twice when their backend dies with them in flight.
+        self.resend = resend
         self.health_interval = health_interval
         self.max_message = max_message
         # A client's request body; by default the same limit as any message (--max-message).
@@ -236,6 +239,7 @@ class Router:
             "max_sessions": self.max_sessions,
             "max_message": self.max_message,
             "probe_timeout_s": self.probe_timeout,
+            "resend": self.resend,
             "health_interval_s": self.health_interval,
             "backends": [b.snapshot(reveal) for b in self.backends.values()],
             "sessions": len(self.sessions),

@@ -42,6 +42,21 @@ LISTEN_FILTER_KEYS = {
     "prompts": "promptsListChanged",
 }
 PROGRESS_TOKEN_PATH = ("params", "_meta", "progressToken")
+# Requests safe to send twice: a backend that died with one in flight is sent it again (within the
+# hold) rather than the client getting an error. A tools/call is, when its tool says so.
+RESENDABLE = frozenset(
+    {
+        "tools/list",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "server/discover",
+        "ping",
+    }
+)
 # Capabilities whose loss makes a session impossible to keep honestly.
 KEPT_CAPABILITIES = ("tools", "resources", "prompts", "logging", "completions")
 
@@ -84,6 +99,9 @@ class Pending:
     client_raw_id: bytes | None = None
     client_token: str | int | None = None
     client_raw_token: bytes | None = None
+    # Set when the request is re-sent after its backend died: the hold counts from the first loss.
+    resend_deadline: float | None = None
+    sent_on: Channel | None = None  # the channel of the latest attempt (answers from older ones are stale)
 
 
 class Session:
@@ -182,6 +200,7 @@ class Session:
         msg: Message,
         latency: float | None = None,
         method: str | None = None,
+        resent: bool = False,
     ) -> None:
         bus = self.router.bus
         if not bus.wants(TrafficEvent):
@@ -211,6 +230,7 @@ class Session:
                 exact=msg.exact,
                 fault=fault,
                 era=self.era,
+                resent=resent,
             )
         )
 
@@ -329,8 +349,9 @@ class Session:
         ch = self.channel
         return ch is not None and ch.alive and self.backend.accepting
 
-    async def _forward(self, p: Pending) -> None:
-        deadline = time.monotonic() + self.router.hold
+    async def _forward(self, p: Pending, deadline: float | None = None, resent: bool = False) -> None:
+        if deadline is None:
+            deadline = time.monotonic() + self.router.hold
         while True:
             try:
                 ch = await self._ready_channel(deadline)
@@ -342,8 +363,42 @@ class Session:
                 return
             if self.pending.get(p.backend_id) is not p:
                 return  # answered or cancelled while it waited
+            if resent:
+                # Shown before it goes: a JSON answer is delivered before the send returns.
+                resent = False
+                shown = p.msg.with_value(("id",), p.client_id, p.client_raw_id) if self.shared else p.msg
+                self._publish_traffic("router->backend", shown, method=p.method, resent=True)
             if await self._send_pending(ch, p):
                 return
+
+    def _resendable(self, p: Pending) -> bool:
+        if not self.router.resend or p.listen:
+            return False
+        if p.method in RESENDABLE:
+            return True
+        if p.method != "tools/call":
+            return False
+        name = p.msg.params.get("name")
+        for tool in (self.backend.catalog or {}).get("tools", []):
+            if tool.get("name") == name:
+                hints = tool.get("annotations")
+                return isinstance(hints, dict) and (
+                    hints.get("readOnlyHint") is True or hints.get("idempotentHint") is True
+                )
+        return False
+
+    def _hold_for_resend(self, p: Pending) -> bool:
+        """Its backend died with `p` in flight: hold it for the next backend if it is safe to send twice."""
+        if self.closed or self.pending.get(p.backend_id) is not p or not self._resendable(p):
+            return False
+        now = time.monotonic()
+        if p.resend_deadline is None:
+            p.resend_deadline = now + self.router.hold
+        elif now >= p.resend_deadline:
+            return False
+        p.channel = None
+        self._spawn(self._forward(p, p.resend_deadline, resent=True))
+        return True
 
     async def _ready_channel(self, deadline: float) -> Channel:
         attempt = 0
@@ -541,6 +596,13 @@ class Session:
             self.backend.report_failure(str(msg.data["error"].get("message")))
             self._spawn(self._relisten(p))
             return
+        if status is None and msg.is_error and msg.data["error"].get("code") == jsonrpc.BACKEND_LOST:
+            # The connection broke with the request in flight (the router's own error, not the backend's).
+            if p.resend_deadline is not None and channel is not p.sent_on:
+                return  # the dead backend's connection, reporting again: the request is re-sent already
+            if self._hold_for_resend(p):
+                self.backend.report_failure(str(msg.data["error"].get("message")))
+                return
         self._pop(p)
         out = msg.with_value(("id",), p.client_id, p.client_raw_id) if self.shared else msg
         if p.method == "initialize" and not msg.is_error:
@@ -614,6 +676,7 @@ class Session:
 
     async def _send_pending(self, ch: Channel, p: Pending) -> bool:
         """Send a pending request; False if nothing reached the backend (hold it and try again)."""
+        p.sent_on = ch
         try:
             await ch.send(p.msg, p.headers)
         except BackendUnavailable as exc:
@@ -656,6 +719,8 @@ class Session:
                 continue
             if p.listen and self.era == "modern":
                 p.channel = None  # re-opened on the next channel: the client's stream stays
+                continue
+            if self._hold_for_resend(p):
                 continue
             self._fail(
                 p,

@@ -42,6 +42,18 @@ from mcp.server.mcpserver import (
 from mcp.shared.exceptions import MCPDeprecationWarning
 from pydantic import BaseModel
 
+# What a backend may be sent twice (the router re-sends them when the backend dies mid-request).
+READ_METHODS = (
+    "tools/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "server/discover",
+    "ping",
+)
 STATIC_URI = "test://static"
 BLOB_PATTERN = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/"
 
@@ -79,12 +91,22 @@ def _ask_roots() -> ListRoots:
     return ListRoots()
 
 
+def _hanging(handler: Any, maybe_hang: Any) -> Any:
+    async def wrapped(ctx: Any, params: Any) -> Any:
+        await maybe_hang()
+        return await handler(ctx, params)
+
+    return wrapped
+
+
 def build_server(variant: str, name: str) -> MCPServer[Any]:
     """Build the fixture server; `variant` v2 adds `extra_tool` (the hot-swap tests look for it)."""
     mcp: MCPServer[Any] = MCPServer(name, version=variant, instructions=f"fixture {name} {variant}")
     identity = f"pid={os.getpid()} variant={variant} name={name}"
     counter = itertools.count(1)
-    state = {"counter": 0, "sleeps_started": 0, "sleeps_cancelled": 0}
+    state = {"counter": 0, "sleeps_started": 0, "sleeps_cancelled": 0, "hung": 0}
+    # Set by `hang_reads`: this process stops answering reads (a backend that dies with them in flight).
+    hanging = asyncio.Event()
     # Handshake-era resources/subscribe bookkeeping: the sessions to notify per URI.
     subscribers: dict[str, list[Any]] = {}
 
@@ -228,7 +250,48 @@ def build_server(variant: str, name: str) -> MCPServer[Any]:
     async def on_set_level(ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams) -> Any:
         return types.EmptyResult()
 
+    @mcp.tool(annotations=types.ToolAnnotations(readOnlyHint=True))
+    async def look(text: str, delay: float = 0.0) -> str:
+        """Read-only: return the text after `delay` seconds (hangs after `hang_reads`)."""
+        await _maybe_hang()
+        await asyncio.sleep(delay)
+        return text
+
+    @mcp.tool(annotations=types.ToolAnnotations(readOnlyHint=False, idempotentHint=True))
+    async def put(key: str) -> str:
+        """Idempotent: store a key (hangs after `hang_reads`)."""
+        await _maybe_hang()
+        return f"stored {key}"
+
+    @mcp.tool()
+    def hang_reads() -> str:
+        """From now on this process never answers a read method, `look` or `put`."""
+        hanging.set()
+        return "hanging"
+
+    @mcp.tool()
+    def hung() -> int:
+        """How many requests this process has left hanging (they are all in flight)."""
+        return state["hung"]
+
+    async def _maybe_hang() -> None:
+        if hanging.is_set():
+            state["hung"] += 1
+            await asyncio.Event().wait()  # until the process is killed
+
+    @mcp.resource("test://item/{name}", name="item", mime_type="text/plain")
+    def item(name: str) -> str:
+        return f"item {name}"
+
+    @mcp.completion()
+    async def complete(ref: Any, argument: Any, context: Any) -> types.Completion:
+        return types.Completion(values=[f"{argument.value}-done"])
+
     low = mcp._lowlevel_server
+    for method in READ_METHODS:
+        entry = low._request_handlers.get(method)
+        if entry is not None:
+            low._request_handlers[method] = type(entry)(entry.params_type, _hanging(entry.handler, _maybe_hang))
     low.add_request_handler("resources/subscribe", types.SubscribeRequestParams, on_subscribe)
     low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, on_unsubscribe)
     low.add_request_handler("logging/setLevel", types.SetLevelRequestParams, on_set_level)

@@ -46,6 +46,7 @@ FIXTURE_V1_TOOLS = frozenset(
         "bump",
         "announce",
     }
+    | {"look", "put", "hang_reads", "hung"}  # for the re-send tests (test_resend.py)
 )
 HOST = "127.0.0.1"
 
