@@ -249,8 +249,28 @@ async def run_tui(settings: Settings) -> int:
     return app.return_code or 0
 
 
+async def run_trace_file(settings: Settings) -> int:
+    """`--open FILE`: the TUI over a trace file; no socket, no router, nothing started."""
+    from app.control_file import FileControl
+    from app.tui import RouterTUI
+
+    assert settings.open_trace is not None
+    try:
+        control = FileControl.open(settings.open_trace)
+    except OSError as exc:
+        print(f"mcp-router-tui: cannot open {settings.open_trace}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    log_to_file()
+    app = RouterTUI(control, trace_buffer=max(settings.trace_buffer, len(control.trace.events)))
+    await app.run_async()
+    return app.return_code or 0
+
+
 def run(settings: Settings) -> int:
-    main = run_tui(settings) if settings.ui else run_headless(settings)
+    if settings.open_trace is not None:
+        main = run_trace_file(settings)
+    else:
+        main = run_tui(settings) if settings.ui else run_headless(settings)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency where it builds

@@ -46,6 +46,7 @@ class Settings:
     """Things to say at start that did not stop it (skipped config entries)."""
     max_sessions: int = 32
     probe_timeout: float = 5.0
+    open_trace: str | None = None  # --open FILE: show a trace file, read-only, no router
 
 
 def demo_backend() -> BackendConfig:
@@ -194,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a health probe waits for an answer (default 5); a backend silent longer is shown"
         " as not answering",
     )
+    p.add_argument(
+        "--open",
+        dest="open_trace",
+        metavar="FILE.jsonl",
+        help="show a trace file (an export, or --trace-file) in the terminal UI, read-only; no router is started",
+    )
     return p
 
 
@@ -244,6 +251,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             raise ConfigError(
                 f"binding {ns.host} exposes the router beyond this machine: set --token (or MCP_ROUTER_TOKEN)"
             )
+        if ns.open_trace is not None and ns.no_ui:
+            raise ConfigError("--open shows a trace file in the terminal UI: it cannot be combined with --no-ui")
         if ns.trace_buffer < 1:
             raise ConfigError("--trace-buffer must be at least 1")
         if ns.probe_timeout <= 0:
@@ -280,6 +289,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         warnings=warnings,
         max_sessions=ns.max_sessions,
         probe_timeout=ns.probe_timeout,
+        open_trace=ns.open_trace,
     )
 
 

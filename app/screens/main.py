@@ -82,6 +82,7 @@ HELP: list[tuple[str, list[tuple[str, str]]]] = [
             ("w", "what the selected backend's last rebuild changed (schema drift)"),
             ("y", "copy the selected message's JSON (secrets masked)"),
             ("o", "open the selected message in $EDITOR / $PAGER"),
+            ("e", "export the trace as filtered (marks included) to a JSON-lines file"),
             ("m / M", "mark the selected message / show only marked ones"),
             ("v", "in a message's detail, a diff or a call's answer: reveal its secrets (shown as •••)"),
             ("ctrl+p", "Call tool…, Read resource…, Get prompt… from the palette"),
@@ -117,6 +118,7 @@ class MainScreen(Screen[None]):
         Binding("o", "open_message", "Open", show=False),
         Binding("m", "mark", "Mark", show=False),
         Binding("M", "only_marked", "Marked", show=False),
+        Binding("e", "export", "Export", show=False),
     ]
 
     def __init__(
@@ -199,6 +201,7 @@ class MainScreen(Screen[None]):
         for name in self.backends:
             await self._seed_probes(name)
         self._show_trace_title()
+        workbench.load_trace_file(self)
         self.set_interval(TICK, self._tick)
         self.set_interval(1.0, self._each_second)
         self.trace.focus()
@@ -642,3 +645,6 @@ class MainScreen(Screen[None]):
 
     def action_only_marked(self) -> None:
         workbench.toggle_only_marked(self)
+
+    def action_export(self) -> None:
+        workbench.export(self)

@@ -15,15 +15,19 @@ import shlex
 import tempfile
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual.app import SuspendNotSupported
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from app.control import ControlError
+from app.control_file import FileControl
 from app.proxy.drift import count_label
 from app.proxy.events import CatalogChangeEvent
 from app.proxy.secrets import mask_json
+from app.trace_io import default_export_path, export_rows
+from app.widgets.header import RouterHeader
 
 if TYPE_CHECKING:
     from app.screens.main import MainScreen
@@ -104,6 +108,37 @@ def compare(main: MainScreen) -> None:
             f"Compare {answer.method} {answer.subject}".strip(),
         )
     )
+
+
+def export(main: MainScreen, path: Path | None = None, reveal: bool = False) -> Path | None:
+    """e: the trace as filtered (marks included) to a JSON-lines file in the current directory; its
+    path is shown. Secrets are masked unless `reveal`."""
+    rows = list(main.model.visible)
+    target = path or default_export_path()
+    try:
+        n = export_rows(rows, target, reveal=reveal, marked=[r for r in rows if r.marked])
+    except OSError as exc:
+        main.notify(f"cannot write {target}: {exc.strerror or exc}", title="export failed", severity="error")
+        return None
+    main.notify(f"{n} messages written to {target}", title="trace exported", timeout=10)
+    return target
+
+
+def load_trace_file(main: MainScreen) -> None:
+    """A trace opened from a file: its messages at once (not on the next tick), its marks restored,
+    and the header says which file this is."""
+    control = main.control
+    if not isinstance(control, FileControl) or main.feed is None:
+        return
+    events = main.feed.drain()
+    main._add_to_trace(events)
+    rows = list(main.model.rows)
+    offset = len(events) - len(rows)  # the oldest fall out of a buffer smaller than the file
+    for i in control.marked_indexes():
+        if 0 <= i - offset < len(rows):
+            rows[i - offset].marked = True
+    main.query_one(RouterHeader).read_only_file = str(control.path)
+    main.app.sub_title = f"{control.path.name} (read-only)"
 
 
 def message_json(row: TraceRow, reveal: bool = False) -> str:

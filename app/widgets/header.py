@@ -12,6 +12,7 @@ class RouterHeader(Static):
     """
 
     _shown = ""
+    read_only_file: str | None = None  # a trace opened with --open: no router, nothing to point a client at
 
     def show(
         self,
@@ -23,7 +24,9 @@ class RouterHeader(Static):
         sessions: int,
         rate: float,
     ) -> None:
-        if url is None:
+        if self.read_only_file is not None:
+            where = f"[b]trace file {escape(self.read_only_file)}[/]  [i](read-only: no router is running)[/]"
+        elif url is None:
             where = "[b $error]not listening[/]"
         elif default is None:
             where = f"[b]{escape(url)}[/]  [i]no backend yet: press a to add one[/]"
