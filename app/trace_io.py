@@ -68,7 +68,7 @@ def row_record(row: Row, *, reveal: bool = False, marked: bool = False) -> dict[
         msg_kind=kind,  # type: ignore[arg-type]
         method=row.method or None,
         msg_id=row.msg_id,
-        latency_ms=row.latency_ms,
+        latency_ms=row.latency_ms if kind != "request" and kind != "notification" else None,  # the format: on answers
         error=row.error,
         message=row.message if reveal or row.message is None else mask_json(row.message),
         era=_era(row),
