@@ -57,7 +57,9 @@ case "$cmd" in
     test)
         ensure_venv test
         ensure_conformance
-        exec "$VENV/bin/pytest" "$@"
+        # Two workers, a file each: most tests wait on real processes and sockets, not the CPU, and
+        # a file's module-level fixtures (the conformance baseline) are set up once. -n 0 runs serially.
+        exec "$VENV/bin/pytest" -n 2 --dist loadfile "$@"
         ;;
     bench)
         ensure_venv test
