@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import sys
 from pathlib import Path
@@ -101,18 +102,21 @@ async def test_no_backend_process_outlives_the_router(tmp_path: Path, how: str) 
     cmd = shlex.join([sys.executable, str(script)])
     async with run_router("-b", f"be={cmd}", check_exit_code=how == "SIGTERM") as r:
         await wait_state(r.url, "be", "up")
-        async with connect(r.mcp_url("be"), "streamable-handshake") as a, connect(r.sse_url("be"), "sse") as b:
-            await a.call_tool("echo", {"text": "x"})
-            await b.call_tool("echo", {"text": "y"})
-            pids = await pids_of(r.url, "be")
-            assert len(pids) == 3  # the router's own, and one per client session
-            if how == "SIGKILL":
-                kill_pid(r.pid, 9)
-                await r.proc.wait()
-            else:
-                kill_pid(r.pid, 15)
-                assert await asyncio.wait_for(r.proc.wait(), 10) == 0
-            await wait_for(lambda: not any(pid_alive(p) for p in pids), 10, message="backend processes to end")
+        pids: list[int] = []
+        exit_code: int | None = None
+        # Once the router is gone, the clients' own reader tasks may report the dead connection as
+        # they are torn down; that is expected here, and what the test checks comes after.
+        with contextlib.suppress(Exception):
+            async with connect(r.mcp_url("be"), "streamable-handshake") as a, connect(r.sse_url("be"), "sse") as b:
+                await a.call_tool("echo", {"text": "x"})
+                await b.call_tool("echo", {"text": "y"})
+                pids = await pids_of(r.url, "be")
+                kill_pid(r.pid, 9 if how == "SIGKILL" else 15)
+                exit_code = await asyncio.wait_for(r.proc.wait(), 10)
+        assert len(pids) == 3  # the router's own, and one per client session
+        if how == "SIGTERM":
+            assert exit_code == 0
+        await wait_for(lambda: not any(pid_alive(p) for p in pids), 10, message="backend processes to end")
 
 
 VERSIONED_SERVER = """\
