@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import signal
 import socket
 import sys
@@ -25,7 +24,6 @@ from tests.support.clients import connect
 from tests.support.procs import (
     HOST,
     REPO_ROOT,
-    free_port,
     kill_pid,
     pid_alive,
     run_fixture,
@@ -342,18 +340,3 @@ async def test_config_file_with_mcp_servers(tmp_path: Path) -> None:
                 assert text_of(await client.call_tool("echo", {"text": "from config"})) == "from config"
             async with connect(r.mcp_url("web"), "streamable-handshake") as client:
                 assert "name=web-one" in text_of(await client.call_tool("whoami", {}))
-
-
-# ------------------------------------------------------------------------------ the TUI entry point
-
-
-async def test_tui_without_no_ui_points_at_no_ui() -> None:
-    # Loose on purpose: the TUI is a later issue. Today it refuses and points at --no-ui.
-    script = shutil.which("mcp-router-tui", path=str(Path(sys.executable).parent))
-    program = [script] if script else [sys.executable, "-m", "app"]
-    try:
-        done = await run_cli("--port", str(free_port()), program=program, timeout=10.0)
-    except TimeoutError:
-        pytest.skip("mcp-router-tui now starts a UI: this placeholder test is obsolete")
-    assert done.code != 0
-    assert "--no-ui" in done.stderr + done.stdout
