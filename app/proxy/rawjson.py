@@ -220,13 +220,30 @@ def find_member(raw: bytes, start: int, key: str) -> tuple[int, int] | None:
         if raw[kstart:kend] == needle or (b"\\" in raw[kstart:kend] and _key_text(raw, kstart, kend) == key):
             found = (vstart, vend)
             # The common case: nothing after this could be the same key again, so stop reading.
-            if raw.find(needle, vend) < 0 and raw.find(b"\\u", vend) < 0:
+            if raw.rfind(needle, vend) < 0 and not _has_unicode_escape(raw, vend):
                 return found
         pos = vend
 
 
 def root(raw: bytes) -> int:
     return skip_ws(raw, 0)
+
+
+def _has_unicode_escape(raw: bytes, start: int = 0) -> bool:
+    """Whether a `\\u` escape may occur from `start` (a key could then be spelt another way).
+
+    A one-byte search runs at memchr speed, a two-byte one about twenty times slower (35 ms on
+    32 MiB here): most large texts have no backslash at all, and the rest are searched from the first.
+    """
+    j = raw.find(b"\\", start)
+    return j >= 0 and raw.find(b"\\u", j) >= 0
+
+
+def _splice(raw: bytes, start: int, end: int, value: bytes) -> bytes:
+    """`raw` with `raw[start:end]` replaced by `value`: one copy of the message, not two (a slice
+    of a large message is a copy of its own before the concatenation copies it again)."""
+    with memoryview(raw) as view:
+        return b"".join((view[:start], value, view[end:]))
 
 
 _NEEDLES: dict[str, bytes] = {}
@@ -252,9 +269,9 @@ def _locate_unique(raw: bytes, key: str, current: bytes | None = None) -> tuple[
         if len(_NEEDLES) < 256:
             _NEEDLES[key] = needle
     i = raw.find(needle)
-    if i < 0 or raw.find(b"\\u") >= 0:
+    if i < 0 or _has_unicode_escape(raw):
         return None
-    if raw.find(needle, i + 1) < 0:
+    if raw.rfind(needle) == i:  # from the end: in CPython a backward search is about twice as fast
         pos = skip_ws(raw, i + len(needle))
         if pos >= len(raw) or raw[pos] != _COLON:
             return None
@@ -263,7 +280,7 @@ def _locate_unique(raw: bytes, key: str, current: bytes | None = None) -> tuple[
     if current is None or _PLAIN_STRING.fullmatch(current) is None:
         return None
     j = raw.find(current)
-    if j < 0 or raw.find(current, j + 1) >= 0:
+    if j < 0 or raw.rfind(current) != j:
         return None
     k = j - 1
     while k >= 0 and raw[k] in _WS_BYTES:
@@ -325,7 +342,7 @@ def swap_member(
     if present:
         span = _locate_unique(raw, path[-1], current)
         if span is not None:
-            return raw[: span[0]] + value + raw[span[1] :], raw[span[0] : span[1]]
+            return _splice(raw, span[0], span[1], value), raw[span[0] : span[1]]
     pos = root(raw)
     for i, key in enumerate(path):
         if pos >= len(raw) or raw[pos] != _LBRACE:
@@ -338,9 +355,9 @@ def swap_member(
             member = encode_key(key) + b":" + nested
             after = skip_ws(raw, pos + 1)
             sep = b"" if raw[after] == _RBRACE else b","
-            return raw[: pos + 1] + member + sep + raw[pos + 1 :], None
+            return _splice(raw, pos + 1, pos + 1, member + sep), None
         if i == len(path) - 1:
-            return raw[: span[0]] + value + raw[span[1] :], raw[span[0] : span[1]]
+            return _splice(raw, span[0], span[1], value), raw[span[0] : span[1]]
         pos = span[0]
     raise AssertionError("unreachable")
 
