@@ -14,6 +14,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import mcp_types as types
@@ -24,7 +25,7 @@ from app.proxy.limits import KEEP_EDGE, PIPE_CHUNK, oversized_answer, read_line,
 from app.proxy.sse import SSEDecoder, encode
 from tests.servers.fixture import blob_text
 from tests.support.clients import connect
-from tests.support.procs import SyncRouter, memory_mb, run_fixture_sync, run_router_sync, stdio_command
+from tests.support.procs import SyncRouter, memory_mb, run_fixture_sync, run_router_sync, stdio_command, wait_for
 
 MiB = 1024 * 1024
 # The JSON-RPC envelope around the text: a "64 MiB" answer is the largest that fits the default limit.
@@ -95,6 +96,41 @@ async def test_router_memory_stays_a_small_multiple_of_the_largest_message(route
     peak = memory_mb(router.popen.pid, "VmHWM")
     print(f"router peak RSS {peak:.0f} MB")
     assert peak < 64 * 5 + 60, f"router peak RSS {peak:.0f} MB carrying 64 MiB answers"
+
+
+def _reset_peak(pid: int) -> bool:
+    """Start the process's VmHWM again from its current RSS (Linux: /proc/PID/clear_refs, 5)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("backend", "era"), COMBOS, ids=[f"{b}-{e.split('-')[1]}" for b, e in COMBOS])
+async def test_a_large_answer_costs_three_times_its_size_at_most_and_nothing_once_delivered(
+    router: SyncRouter, backend: str, era: Any
+) -> None:
+    # While it is carried, a message is held as its bytes and as its parsed text, and the JSON
+    # decoder builds that text in a scratch copy first: 3x. Once delivered nothing may keep it:
+    # a reader that held its last message until the next one (a quiet backend: forever) kept
+    # 128 MB per legacy SSE stream and stdio process, and a mixed run reached 650 MB.
+    pid = router.popen.pid
+    size = SIZES["64MiB"]
+    async with connect(router.mcp_url(backend), era, read_timeout_seconds=60) as client:
+        assert len(_text(await client.call_tool("blob", {"size": 1}))) == 1
+        before = memory_mb(pid)
+        measured = _reset_peak(pid)
+        assert len(_text(await client.call_tool("blob", {"size": size}))) == size
+        peak = memory_mb(pid, "VmHWM") - before
+        after = await wait_for(
+            lambda: memory_mb(pid) < before + 32 and memory_mb(pid),
+            timeout=10,
+            message=f"the router's RSS back near {before:.0f} MB after a 64 MiB answer (now {memory_mb(pid):.0f} MB)",
+        )
+    print(f"{backend} {era}: RSS {before:.0f} MB, peak +{peak:.0f} MB while carrying 64 MiB, then {after:.0f} MB")
+    if measured:
+        assert peak < 3.5 * 64, f"the router's RSS grew by {peak:.0f} MB carrying a 64 MiB answer"
 
 
 @pytest.mark.parametrize(("backend", "era"), COMBOS, ids=[f"{b}-{e.split('-')[1]}" for b, e in COMBOS])

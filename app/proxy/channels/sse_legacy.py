@@ -12,7 +12,7 @@ from app.proxy.channels.base import BackendUnavailable, NotAnEndpoint
 from app.proxy.channels.http import CONNECT_ERRORS, HTTPChannel
 from app.proxy.http_client import Response
 from app.proxy.jsonrpc import Message
-from app.proxy.sse import SSEDecoder
+from app.proxy.sse import SSEDecoder, SSEEvent
 
 ENDPOINT_TIMEOUT = 10.0
 
@@ -51,29 +51,10 @@ class LegacySSEChannel(HTTPChannel):
         reason = "backend closed its SSE stream"
         try:
             async for chunk in resp.iter_chunks():
-                for ev in decoder.feed(chunk):
-                    if ev.too_large:
-                        err = self.oversized(ev.too_large, None, ev.head, ev.tail)
-                        if err is not None:
-                            self.listener.on_backend_message(self, err, None, None)
-                        continue
-                    if ev.event == "endpoint":
-                        if not endpoint_seen.done():
-                            endpoint_seen.set_result(ev.data.strip())
-                        continue
-                    if ev.event != "message" or not ev.raw:
-                        continue
-                    try:
-                        messages, _ = jsonrpc.parse_body(ev.raw)
-                    except jsonrpc.ProtocolError as exc:
-                        self.listener.on_backend_log(
-                            self,
-                            f"backend sent invalid JSON-RPC ({exc.message}): {ev.raw[:200].decode('utf-8', 'replace')}",
-                            garbage=True,
-                        )
-                        continue
-                    for m in messages:
-                        self.listener.on_backend_message(self, m, None, None)
+                # The events are taken in a call of their own: a loop variable here would keep the
+                # last one (and its message) alive while the stream waits, for as long as the
+                # backend is quiet (a 64 MiB answer held 128 MB until the next message).
+                self._take(decoder.feed(chunk), endpoint_seen)
         except CONNECT_ERRORS as exc:
             reason = f"backend SSE stream dropped: {exc or type(exc).__name__}"
         finally:
@@ -81,6 +62,31 @@ class LegacySSEChannel(HTTPChannel):
         if not endpoint_seen.done():
             endpoint_seen.set_exception(BackendUnavailable(reason))
         self.lost(reason)
+
+    def _take(self, events: list[SSEEvent], endpoint_seen: asyncio.Future[str]) -> None:
+        for ev in events:
+            if ev.too_large:
+                err = self.oversized(ev.too_large, None, ev.head, ev.tail)
+                if err is not None:
+                    self.listener.on_backend_message(self, err, None, None)
+                continue
+            if ev.event == "endpoint":
+                if not endpoint_seen.done():
+                    endpoint_seen.set_result(ev.data.strip())
+                continue
+            if ev.event != "message" or not ev.raw:
+                continue
+            try:
+                messages, _ = jsonrpc.parse_body(ev.raw)
+            except jsonrpc.ProtocolError as exc:
+                self.listener.on_backend_log(
+                    self,
+                    f"backend sent invalid JSON-RPC ({exc.message}): {ev.raw[:200].decode('utf-8', 'replace')}",
+                    garbage=True,
+                )
+                continue
+            for m in messages:
+                self.listener.on_backend_message(self, m, None, None)
 
     async def send(self, msg: Message, headers: Mapping[str, str] | None = None) -> None:
         if not self.alive or self.endpoint is None:

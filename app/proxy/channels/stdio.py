@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from app.proxy import jsonrpc, rawjson
 from app.proxy.channels.base import BackendUnavailable, Channel, ChannelListener, ChannelMode
 from app.proxy.jsonrpc import Message
-from app.proxy.limits import LOG_LINE_MAX, PIPE_CHUNK, cut_line, read_line
+from app.proxy.limits import LOG_LINE_MAX, PIPE_CHUNK, Line, cut_line, read_line
 
 _PR_SET_PDEATHSIG = 1
 
@@ -121,28 +121,33 @@ class StdioChannel(Channel):
                 break
             if got is None:
                 break
-            if got.cut:
-                err = self.oversized(got.size, None, got.data, got.tail.rstrip())
-                if err is not None:
-                    self.listener.on_backend_message(self, err, None, None)
-                continue
-            line = got.data.strip()
-            if not line:
-                continue
-            try:
-                messages, _ = jsonrpc.parse_body(line)
-            except jsonrpc.ProtocolError as exc:
-                self.listener.on_backend_log(
-                    self, f"backend wrote non-JSON-RPC to stdout ({exc.message}): {line[:200]!r}", garbage=True
-                )
-                continue
-            for m in messages:
-                self.listener.on_backend_message(self, m, None, None)
+            self._take_line(got)
+            # Not kept while the next line is awaited: a quiet backend would otherwise hold its
+            # last line and message (128 MB after a 64 MiB answer) until it writes again.
+            got = None
         code = await self.proc.wait()
         if self._on_exit is not None:
             self._on_exit(self, code)
         self.lost(f"process {self.proc.pid} exited with code {code}")
 
+    def _take_line(self, got: Line) -> None:
+        if got.cut:
+            err = self.oversized(got.size, None, got.data, got.tail.rstrip())
+            if err is not None:
+                self.listener.on_backend_message(self, err, None, None)
+            return
+        line = got.data.strip()
+        if not line:
+            return
+        try:
+            messages, _ = jsonrpc.parse_body(line)
+        except jsonrpc.ProtocolError as exc:
+            self.listener.on_backend_log(
+                self, f"backend wrote non-JSON-RPC to stdout ({exc.message}): {line[:200]!r}", garbage=True
+            )
+            return
+        for m in messages:
+            self.listener.on_backend_message(self, m, None, None)
     async def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         stderr = self.proc.stderr
