@@ -340,3 +340,44 @@ async def test_a_paused_backend_is_shown_not_answering_and_its_call_is_answered_
 
         await wait_for(answering, timeout=10, message="the figure to clear")
         await wait_for(lambda: any("answering again" in line for line in r.lines), message="the all-clear note")
+
+
+async def test_events_carry_a_preview_of_a_large_message_not_the_message() -> None:
+    # A view keeps events (the TUI thousands of rows, each /events subscriber up to its bound):
+    # an event that kept a large answer would keep its bytes and its parsed text alive with it.
+    size = 16 * 1024 * 1024
+    async with (
+        run_fixture("streamable", name="big") as fx,
+        router_and_http("--quiet", "-b", f"fx={fx.url}") as (r, http),
+        connect(r.mcp_url("fx"), "streamable-modern") as client,
+        http.stream("GET", "/events", params={"types": "traffic"}) as events,
+    ):
+        watch = RssWatch(r.pid)
+        stalled = [
+            await stalled_connection(r.port, http_request("GET", "/events", {"accept": "text/event-stream"}))
+            for _ in range(3)
+        ]
+        try:
+            for _ in range(4):
+                result = await client.call_tool("blob", {"size": size})
+                assert not result.is_error
+                watch.sample()
+            print(f"router RSS peak {watch.peak:.0f} MB")
+            answer: dict[str, Any] | None = None
+            frame_size = 0
+            async with asyncio.timeout(30):
+                lines = events.aiter_lines()
+                while answer is None:
+                    line = await anext(lines)
+                    if line.startswith("data:"):
+                        ev = orjson.loads(line[5:])
+                        if ev.get("method") == "tools/call" and ev.get("msg_kind") == "response":
+                            answer, frame_size = ev, len(line)
+            assert answer["cut"] > size, answer.get("cut")
+            text = answer["message"]["result"]["content"][0]["text"]
+            assert text.endswith(f"… [cut: {size:,} characters in all]"), text[-80:]
+            assert frame_size < 300_000, f"the answer's event is {frame_size} bytes"
+            assert watch.peak < CEILING_MB, f"router RSS peaked at {watch.peak:.0f} MB"
+        finally:
+            for _r, w in stalled:
+                w.close()

@@ -61,8 +61,23 @@ class TrafficEvent(Event):
     """The client session's era ("handshake" or "modern")."""
     resent: bool = False
     """Set on a request the router sent again to a new backend (its first died with it in flight)."""
+    cut: int = 0
+    """The message's size in bytes when it was over PREVIEW_OVER: `message` is then a preview of
+    it (strings and entries past PREVIEW_CHARS cut, with a marker) and `raw` is not kept."""
+
+    def __post_init__(self) -> None:
+        raw = self.raw
+        if raw is not None and len(raw) > PREVIEW_OVER:
+            # Views keep events (the TUI thousands of rows, each /events subscriber up to its
+            # bound): a 64 MiB answer's event would keep its bytes and its decoded text alive.
+            self.cut = len(raw)
+            self.raw = None
+            self.exact = False
+            self.message = preview(self.message)
 
     def cost(self) -> int:
+        if self.cut:
+            return EVENT_OVERHEAD + PREVIEW_CHARS
         return EVENT_OVERHEAD + (len(self.raw) if self.raw is not None else 0)
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,7 +90,66 @@ class TrafficEvent(Event):
             d["raw"] = self.raw.decode("utf-8", "replace")
         if self.resent:
             d["resent"] = True
+        if self.cut:
+            d["cut"] = self.cut
         return d
+
+
+# A traffic event for a message over PREVIEW_OVER bytes carries a preview of about PREVIEW_CHARS
+# characters (what a view can show without "show all" anyway), not the message.
+PREVIEW_OVER = 1024 * 1024
+PREVIEW_CHARS = 256 * 1024
+
+
+def preview(value: Any, budget: int = PREVIEW_CHARS) -> Any:
+    """A copy of a decoded message with about its first `budget` characters, in document order: a
+    longer string is cut and the entries past the budget are replaced, each with a marker that says
+    how much was cut. Iterative and bounded by the budget, however large or deep the message."""
+    left = budget
+
+    def leaf(v: Any) -> Any:
+        nonlocal left
+        if isinstance(v, str):
+            if len(v) > left:
+                keep, left = max(left, 0), 0
+                return f"{v[:keep]}… [cut: {len(v):,} characters in all]"
+            left -= len(v)
+        else:
+            left -= 8
+        return v
+
+    def put(dst: Any, key: Any, v: Any) -> None:
+        if isinstance(dst, dict):
+            dst[key] = v
+        else:
+            dst.append(v)
+
+    if not isinstance(value, dict | list):
+        return leaf(value)
+    out: Any = {} if isinstance(value, dict) else []
+    # Frames: the entries still to copy, the copy, how many entries the original has and has given.
+    stack: list[list[Any]] = [[iter(value.items() if isinstance(value, dict) else enumerate(value)), out, len(value), 0]]
+    while stack:
+        frame = stack[-1]
+        entries, dst, total = frame[0], frame[1], frame[2]
+        for k, v in entries:
+            if left <= 0:
+                put(dst, "…", f"… [cut: {total - frame[3]:,} more entries]")
+                break
+            frame[3] += 1
+            left -= (len(k) if isinstance(k, str) else 0) + 8
+            if isinstance(v, dict | list):
+                nv: Any = {} if isinstance(v, dict) else []
+                put(dst, k, nv)
+                stack.append([iter(v.items() if isinstance(v, dict) else enumerate(v)), nv, len(v), 0])
+                break  # depth first, in document order: the new frame goes on from here
+            put(dst, k, leaf(v))
+        else:
+            stack.pop()
+            continue
+        if stack[-1] is frame:
+            stack.pop()  # cut
+    return out
 
 
 _TRAFFIC_FIELDS = (
