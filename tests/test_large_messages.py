@@ -21,8 +21,10 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from app.proxy import jsonrpc
 from app.proxy.limits import KEEP_EDGE, PIPE_CHUNK, oversized_answer, read_line, top_level_keys
 from app.proxy.sse import SSEDecoder, encode
+from app.proxy.streams import Outbox
 from tests.servers.fixture import blob_text
 from tests.support.clients import connect
 from tests.support.procs import SyncRouter, memory_mb, run_fixture_sync, run_router_sync, stdio_command, wait_for
@@ -201,3 +203,24 @@ async def test_read_line_keeps_lines_within_its_limit_and_the_edges_of_longer_on
     ]
     assert lines[0].data == b"short\n" and lines[1].data == b"M" * (2 * PIPE_CHUNK)
     assert lines[2].data == b"L" * KEEP_EDGE and lines[2].tail.endswith(b"L\n") and lines[3].data == b"last"
+
+
+def test_sse_encode_frames_any_payload_so_that_the_decoder_gives_it_back() -> None:
+    for payload in (b'{"a":1}', b"", b'{\n  "a": 1\n}', b"a\r\nb\rc\n", b"x" * MiB):
+        frame = encode(payload, event="message", event_id="4")
+        [event] = SSEDecoder().feed(frame)
+        assert (event.event, event.id) == ("message", "4")
+        assert event.raw == payload.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+async def test_the_session_stream_does_not_keep_a_message_over_its_bound_once_read() -> None:
+    outbox = Outbox(max_bytes=MiB)
+    small = jsonrpc.notification("notifications/message", {"data": "x"})
+    big = jsonrpc.result(1, {"text": "x" * (2 * MiB)})
+    outbox.put(small)
+    outbox.put(big)  # the newest is kept whatever its size, until a reader has it
+    assert [m for _, m in await outbox.read(0)] == [big]
+    assert outbox.bytes == 0 and not outbox.history
+    outbox.put(small)  # and the stream goes on, numbered as before
+    assert [(i, m) for i, m in await outbox.read(2)] == [(3, small)]
+    assert [(i, m) for i, m in outbox.after(0)] == [(3, small)]  # within the bound: kept for a replay

@@ -34,6 +34,10 @@ def encode(data: bytes, event: str | None = None, event_id: str | None = None, r
     # (the reader joins them with LF, which JSON reads as the same whitespace).
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if b"\n" not in data:
+        # The usual case (compact JSON), in one copy: a large message is not copied once per step.
+        parts += (b"data: ", data, b"\n\n")
+        return b"".join(parts)
     for line in data.split(b"\n"):
         parts.append(b"data: " + line + b"\n")
     parts.append(b"\n")

@@ -106,9 +106,18 @@ class Outbox:
         return list(self.history)[start:] if start < len(self.history) else []
 
     async def read(self, last_id: int) -> list[tuple[int, Message]]:
-        """Wait for messages newer than `last_id`; an empty list means the outbox closed."""
+        """Wait for messages newer than `last_id`; an empty list means the outbox closed.
+
+        A message over `max_bytes` (kept as the newest) leaves the history once a reader has it:
+        kept for a replay it would hold its bytes and decoded text until the next message, which
+        on a quiet session may be never. A client that drops the stream while it is being written
+        misses it, as it would miss any message that fell out of the bound.
+        """
         while True:
             items = self.after(last_id)
+            if items and self.bytes > self.max_bytes:
+                self.history.clear()
+                self.bytes = 0
             if items or self.closed:
                 return items
             self._changed.clear()
