@@ -381,3 +381,58 @@ async def test_events_carry_a_preview_of_a_large_message_not_the_message() -> No
         finally:
             for _r, w in stalled:
                 w.close()
+
+
+async def test_a_legacy_client_posting_more_than_its_backend_takes_is_refused_at_the_inbox_bound() -> None:
+    # Legacy `/messages/` posts are accepted at once and wait in the router for their backend (here
+    # down: held up to --hold). Past 8 MiB waiting, a post's requests are answered on the stream
+    # with an error naming the bound, and the backend's log says so.
+    size = 3 * 1024 * 1024
+    async with (
+        run_fixture("streamable", name="inbox") as fx,
+        router_and_http("--quiet", "-b", f"fx={fx.url}") as (r, http),
+        http.stream("GET", "/sse/fx", headers={"accept": "text/event-stream"}) as stream,
+    ):
+        watch = RssWatch(r.pid)
+        lines = stream.aiter_lines()
+
+        async def next_event() -> tuple[str, str]:
+            name, data = "message", []
+            while (line := await anext(lines)) or not data:
+                if line.startswith("event:"):
+                    name = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+            return name, "\n".join(data)
+
+        async with asyncio.timeout(30):
+            name, endpoint = await next_event()
+            assert name == "endpoint"
+            assert (await http.post(endpoint, json=initialize_request("inbox-test"))).status_code == 202
+            assert orjson.loads((await next_event())[1])["id"] == 1
+            initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            assert (await http.post(endpoint, json=initialized)).status_code == 202
+            await fx.stop()
+            text = "x" * size
+            for i in range(2, 42):  # 120 MB of calls for a backend that is not there
+                params = {"name": "echo", "arguments": {"text": text}}
+                call = {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": params}
+                assert (await http.post(endpoint, json=call)).status_code == 202
+                watch.sample()
+            refused: dict[int, dict[str, Any]] = {}
+            while 41 not in refused:
+                answer = orjson.loads((await next_event())[1])
+                refused[answer["id"]] = answer["error"]
+        assert len(refused) >= 37 and set(refused) <= set(range(4, 42)), sorted(refused)  # two or three fit
+        error = refused[41]
+        assert error["code"] == -32054 and "inbox for this session is full" in error["message"], error
+        assert "8 MiB" in error["message"] and error["data"]["limit"] == 8 * 1024 * 1024, error
+        log = (await http.get("/backends/fx/log")).json()["lines"]
+        assert any("refused tools/call" in line for line in log), log[-5:]
+        # A post with no request in it has no stream answer to carry the refusal: it gets 429.
+        progress = {"progressToken": 1, "progress": 1, "message": text}
+        note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": progress}
+        resp = await http.post(endpoint, json=note)
+        assert resp.status_code == 429 and resp.json()["error"]["code"] == -32054, resp.text
+        print(f"router RSS peak {watch.peak:.0f} MB")
+        assert watch.peak < CEILING_MB, f"router RSS peaked at {watch.peak:.0f} MB"

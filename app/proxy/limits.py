@@ -21,6 +21,7 @@ DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 # In the router's own range (-32000..-32099), beside BACKEND_UNAVAILABLE and BACKEND_LOST.
 MESSAGE_TOO_LARGE = -32052
 SESSION_LIMIT = -32053  # with HTTP 503: the backend's --max-sessions are all active
+INBOX_FULL = -32054  # a legacy SSE session's posted messages not yet handed on are at their bound
 # How much of an oversized message is kept to find its id (SDKs put it first or last).
 KEEP_EDGE = 4096
 

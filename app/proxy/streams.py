@@ -71,6 +71,41 @@ class Sink:
             self.on_overflow(self.overflowed)
 
 
+INBOX_MESSAGES = 1000
+
+
+class Inbox:
+    """What a legacy SSE client posted (`/messages/`) and the router has not finished handing on.
+
+    Posts are answered 202 at once and handled in tasks of their own (a held request waits there
+    for its backend, up to --hold), so without a bound a client posting faster than its backend
+    takes would grow the router without end. Bounded like a Sink: SINK_BYTES and INBOX_MESSAGES;
+    a post that finds the inbox empty always fits, however large (--max-body bounds it).
+    """
+
+    __slots__ = ("bytes", "count", "max_bytes", "max_messages")
+
+    def __init__(self, max_bytes: int = SINK_BYTES, max_messages: int = INBOX_MESSAGES) -> None:
+        self.bytes = 0
+        self.count = 0
+        self.max_bytes = max_bytes
+        self.max_messages = max_messages
+
+    def admit(self, messages: list[Message]) -> list[int] | None:
+        """Take a post's messages in whole (their costs, to `release` each) or not at all (None)."""
+        costs = [message_cost(m) for m in messages]
+        total = sum(costs)
+        if self.count and (self.bytes + total > self.max_bytes or self.count + len(costs) > self.max_messages):
+            return None
+        self.bytes += total
+        self.count += len(costs)
+        return costs
+
+    def release(self, cost: int) -> None:
+        self.bytes -= cost
+        self.count -= 1
+
+
 class Outbox:
     """The session's own stream (Streamable HTTP GET, legacy SSE): numbered, bounded, replayable.
 
