@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from app.proxy.jsonrpc import Message, RequestId
+from app.proxy.jsonrpc import Message, RequestId, notification
 from app.proxy.sse import encode as sse_encode
 
 # What a client's answer stream may fall behind by before the router gives up on it. A message is
@@ -67,6 +67,10 @@ class Sink:
         self.overflowed = self.queue.bytes
         while not self.queue.empty():
             self.queue.get_nowait()
+        # What the stream's writer finds once its stuck write returns: the end. (Under the router's
+        # own protocol the connection is dropped first; under any other server the client that
+        # reads again gets the stream's proper end, not a stream that never ends.)
+        self.queue.put_nowait((notification("$closed"), None))
         if self.on_overflow is not None:
             self.on_overflow(self.overflowed)
 
