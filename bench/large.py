@@ -13,7 +13,8 @@ client -> `python -m app --no-ui --quiet` -> backend); one client per variant st
 whole run. Every round calls every size on every variant, the two variants of a case back to back
 in alternating order, so both see the same machine state. A call that fails is shown with its
 error (the SDK's client refuses an SSE event over 1 MiB, so handshake-era Streamable HTTP direct
-fails from 1 MiB: the router answers JSON and makes it work).
+fails from 1 MiB: the router answers JSON and makes it work). A client that died is opened again
+for its next call, so the smaller sizes of later rounds are measured too.
 
 Output (stdout): a markdown table of the median seconds per call, router/direct ratio, the
 router's peak RSS, and the load average at start and end (the machine may be shared).
@@ -111,6 +112,9 @@ class Variant:
     name: str
     client: Worker | None
     error: str | None = None
+    # How to open its client again: the SDK's SSE client dies on an event over 1 MiB, and the
+    # smaller sizes of the next rounds are still worth measuring (with a client of their own).
+    reopen: tuple[contextlib.AsyncExitStack, str, Any, str | None] | None = None
     times: dict[int, list[float]] = field(default_factory=dict)
     failures: dict[int, str] = field(default_factory=dict)
 
@@ -130,6 +134,13 @@ def _size_label(size: int) -> str:
 async def _call(variant: Variant, size: int, digest: str) -> None:
     if variant.client is None or size in variant.failures:
         return
+    if variant.client.dead is not None and variant.reopen is not None:
+        stack, target, transport, version = variant.reopen
+        worker = Worker(target, transport, version)
+        stack.push_async_callback(worker.close)
+        with contextlib.suppress(Exception):
+            await worker.ready()
+        variant.client = worker
     start = time.perf_counter()
     try:
         result = await variant.client.call(size)
@@ -160,7 +171,7 @@ async def _open(stack: contextlib.AsyncExitStack, name: str, target: str, transp
         await worker.ready()
     except Exception as exc:
         return Variant(name, None, _short(exc))
-    return Variant(name, worker)
+    return Variant(name, worker, reopen=(stack, target, transport, version))
 
 
 async def _measure(sizes: list[int], rounds: int) -> None:
