@@ -773,7 +773,15 @@ async def profile_router(
     await asyncio.gather(*(w.send({"op": "throughput", "url": url, "sessions": n}) for w, n in active))
     await asyncio.gather(*(w.recv() for w, _ in active))
     seconds = args.profile
-    # Collapsed stacks at 250 Hz; --nonblocking: the router is not paused per sample, so it is barely slowed.
+    spy = await start_py_spy(procs, py_spy, pid, args.profile, raw)
+    await asyncio.gather(*(w.send({"op": "go", "seconds": seconds}) for w, _ in active))
+    done = await asyncio.gather(*(w.recv(timeout=seconds + 120) for w, _ in active))
+    rate = sum(d["calls"] / d["elapsed"] for d in done)
+    return await py_spy_summary(procs, spy, raw, rate)
+
+
+async def start_py_spy(procs: Procs, py_spy: Path, pid: int, seconds: float, raw: Path) -> asyncio.subprocess.Process:
+    # Collapsed stacks at 250 Hz; --nonblocking: the process is not paused per sample, so it is barely slowed.
     spy = procs.add(
         "py-spy",
         await asyncio.create_subprocess_exec(
@@ -797,8 +805,10 @@ async def profile_router(
         ),
     )
     await asyncio.sleep(0.5)  # py-spy attaches (ptrace) before the load starts
-    await asyncio.gather(*(w.send({"op": "go", "seconds": seconds}) for w, _ in active))
-    done = await asyncio.gather(*(w.recv(timeout=seconds + 120) for w, _ in active))
+    return spy
+
+
+async def py_spy_summary(procs: Procs, spy: asyncio.subprocess.Process, raw: Path, rate: float) -> dict[str, Any]:
     err = ""
     try:
         await asyncio.wait_for(spy.wait(), 30)
@@ -806,11 +816,35 @@ async def profile_router(
         await procs.stop(spy)
     if spy.returncode != 0 and spy.stderr is not None:
         err = (await spy.stderr.read()).decode(errors="replace")[-1000:]
-    rate = sum(d["calls"] / d["elapsed"] for d in done)
-    if not raw.exists():
+    text = _read_if_there(raw)
+    if text is None:
         return {"error": f"py-spy wrote no profile (exit {spy.returncode}): {err}"}
-    summary = summarise_collapsed(raw.read_text())
+    summary = summarise_collapsed(text)
     summary.update({"calls_per_s_while_profiling": rate, "collapsed": str(raw.relative_to(REPO_ROOT))})
+    return summary
+
+
+def _read_if_there(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+async def profile_tui(
+    procs: Procs, worker: Worker, url: str, tui: TuiTerminal, args: argparse.Namespace, out_dir: Path, stamp: str
+) -> dict[str, Any]:
+    """py-spy record the TUI (by pid) through a paced window, key presses included (not recorded)."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        return {"error": f"py-spy not found at {py_spy}: .venv/bin/pip install py-spy"}
+    raw = out_dir / f"{stamp}-profile-tui.collapsed.txt"
+    spy = await start_py_spy(procs, py_spy, tui.proc.pid, args.profile, raw)
+    msg, _, _ = await run_paced(
+        worker, url, args.tui_rate, max(2.0, args.profile - 0.5), args.tui_sessions, {}, tui=tui, keys=([], [])
+    )
+    summary = await py_spy_summary(procs, spy, raw, msg["calls"] / msg["elapsed"])
+    summary["target"] = "tui"
     return summary
 
 
@@ -918,9 +952,10 @@ async def orchestrate(args: argparse.Namespace) -> int:
 
         # Warm-up pass (not recorded): first-call imports, connection pools, caches in every process.
         log("warm-up ...")
-        for era in ("handshake", "modern"):
+        everything = args.only != "paced"
+        for era in ("handshake", "modern") if everything else ():
             await run_seq(workers[0], urls, era, 20, 10, {})
-        for v in VARIANTS:
+        for v in VARIANTS if everything else ():
             await run_throughput(workers, urls[v], args.sessions, 1.0, watch_pids[v])
         for v in paced:
             await run_paced(workers[0], urls[v], args.tui_rate, 1.0, args.tui_sessions, {})
@@ -932,7 +967,7 @@ async def orchestrate(args: argparse.Namespace) -> int:
         router_pids = {"router": r_proc.pid, "router-quiet": q_proc.pid}
         meter = LoadMeter(procs)
         for rnd in range(args.rounds):
-            for meas in ("seq-handshake", "seq-modern"):
+            for meas in ("seq-handshake", "seq-modern") if everything else ():
                 era = "modern" if meas == "seq-modern" else "handshake"
                 lat, cpu = await run_seq(workers[0], urls, era, args.calls, args.warmup, router_pids, meter)
                 for v in VARIANTS:
@@ -946,7 +981,7 @@ async def orchestrate(args: argparse.Namespace) -> int:
                     + "  ".join(f"{v} {pct(lat[v], 50):5.2f} ms" for v in VARIANTS)
                 )
             # Throughput runs cannot be interleaved: rotate the order each round (A B C, B C A, ...).
-            order = [VARIANTS[(rnd + i) % len(VARIANTS)] for i in range(len(VARIANTS))]
+            order = [VARIANTS[(rnd + i) % len(VARIANTS)] for i in range(len(VARIANTS))] if everything else []
             for v in order:
                 rate, calls, errors, cpu = await run_throughput(
                     workers, urls[v], args.sessions, args.seconds, watch_pids[v], meter, f"throughput-{v}"
@@ -987,7 +1022,10 @@ async def orchestrate(args: argparse.Namespace) -> int:
                 )
 
         profile: dict[str, Any] = {}
-        if args.profile > 0:
+        if args.profile > 0 and args.profile_target == "tui" and tui is not None:
+            log(f"profiling the TUI (pid {tui.proc.pid}) with py-spy for {args.profile:.0f} s under the paced load ...")
+            profile = await profile_tui(procs, workers[0], urls["tui"], tui, args, RESULTS_DIR, stamp)
+        elif args.profile > 0:
             target = args.profile_target
             pid = r_proc.pid if target == "router" else q_proc.pid
             log(
@@ -1032,6 +1070,34 @@ def build_report(
     foreign: dict[str, float],
     wall: float,
 ) -> dict[str, Any]:
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (math.nan, math.nan, math.nan)
+    common: dict[str, Any] = {
+        "paced": paced_report(args, res),
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "wall_s": wall,
+        "settings": {
+            "calls": args.calls,
+            "warmup": args.warmup,
+            "sessions": args.sessions,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "workers": args.workers,
+            "only": args.only,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "loadavg_at_end": load,
+        },
+        "foreign_load_cores": foreign,
+        "profile": profile,
+    }
+    if args.only == "paced":
+        return common
     latency: dict[str, dict[str, Any]] = {}
     for meas in ("seq-handshake", "seq-modern"):
         latency[meas] = {v: lat_stats(res.lat[meas][v]) for v in VARIANTS}
@@ -1088,36 +1154,14 @@ def build_report(
         * 100,
         "throughput_pct": (throughput["router-quiet"]["calls_per_s"] / throughput["router"]["calls_per_s"] - 1) * 100,
     }
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (math.nan, math.nan, math.nan)
     return {
-        "paced": paced_report(args, res),
-        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "wall_s": wall,
-        "settings": {
-            "calls": args.calls,
-            "warmup": args.warmup,
-            "sessions": args.sessions,
-            "seconds": args.seconds,
-            "rounds": args.rounds,
-            "workers": args.workers,
-        },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "loadavg_at_end": load,
-        },
+        **common,
         "targets": {"overhead_pct_max": TARGET_OVERHEAD_PCT, "throughput_ratio_min": TARGET_THROUGHPUT_RATIO},
         "latency_ms": latency,
         "throughput": throughput,
         "ratios": ratios,
         "console_cost": q_vs_r,
         "router_stdout_bytes": log_bytes,
-        "foreign_load_cores": foreign,
-        "profile": profile,
     }
 
 
@@ -1184,9 +1228,14 @@ def _fmt_table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 def _tables(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     tables = []
+    everything = "latency_ms" in rep  # not with --only paced
     for meas, title in (
-        ("seq-handshake", "Sequential tools/call echo, one handshake-era session (ms)"),
-        ("seq-modern", "Sequential tools/call echo, modern era 2026-07-28 (ms)"),
+        ()
+        if not everything
+        else (
+            ("seq-handshake", "Sequential tools/call echo, one handshake-era session (ms)"),
+            ("seq-modern", "Sequential tools/call echo, modern era 2026-07-28 (ms)"),
+        )
     ):
         rows = []
         for v in VARIANTS:
@@ -1232,7 +1281,7 @@ def _tables(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
             )
         )
     rows = []
-    for v in VARIANTS:
+    for v in VARIANTS if everything else ():
         t = rep["throughput"][v]
         ratio = "" if v == "direct" else f"{rep['ratios'][v]['throughput']['ratio']:.2f}"
         spread = ""
@@ -1317,6 +1366,8 @@ def _tables(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
                 krows,
             )
         )
+    if not everything:
+        return tables
     tables.append(
         (
             f"Throughput, {s['sessions']} concurrent handshake-era sessions, {s['seconds']:.0f} s x {s['rounds']} rounds",
@@ -1338,7 +1389,8 @@ def _tables(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
 
 def _verdicts(rep: dict[str, Any]) -> list[str]:
     out = []
-    for v in ("router", "router-quiet"):
+    everything = "ratios" in rep  # not with --only paced
+    for v in ("router", "router-quiet") if everything else ():
         r = rep["ratios"][v]
         for meas in ("seq-handshake", "seq-modern"):
             o = r[meas]["overhead_pct_p50"]
@@ -1386,6 +1438,8 @@ def _verdicts(rep: dict[str, Any]) -> list[str]:
             else ""
         )
     )
+    if not everything:
+        return out
     c = rep["console_cost"]
     out.append(
         f"console output cost (router vs router --quiet, positive = slower with output): p50 {c['seq-handshake_p50_pct']:+.1f}% (handshake), "
@@ -1406,7 +1460,7 @@ def render_text(rep: dict[str, Any]) -> str:
     elif prof:
         lines += [
             "",
-            f"router profile ({prof['samples']} samples, {prof['calls_per_s_while_profiling']:.0f} calls/s while sampled): top self time",
+            f"{prof.get('target', 'router')} profile ({prof['samples']} samples, {prof['calls_per_s_while_profiling']:.0f} calls/s while sampled): top self time",
         ]
         for row in prof["self"][:12]:
             lines.append(f"  {row['pct']:5.1f}%  {row['frame']}")
@@ -1440,7 +1494,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
     prof = rep.get("profile") or {}
     if prof and not prof.get("error"):
         out += [
-            f"## Router profile (py-spy, {prof['samples']} samples under {s['sessions']}-session load)",
+            f"## {prof.get('target', 'router')} profile (py-spy, {prof['samples']} samples under load)",
             "",
             "Self time (where the CPU is actually spent):",
             "",
@@ -1484,9 +1538,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--profile-target",
-        choices=["router", "router-quiet"],
+        choices=["router", "router-quiet", "tui"],
         default="router",
-        help="which router to profile (default: router, with console output)",
+        help="which router to profile (default: router, with console output); tui: the TUI under the paced load",
     )
     p.add_argument(
         "--tui",
@@ -1505,12 +1559,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--tui-size", type=_size, default=(200, 50), metavar="COLSxROWS", help="the TUI's terminal (default 200x50)"
     )
+    p.add_argument(
+        "--only",
+        choices=["all", "paced"],
+        default="all",
+        help="paced: only the paced measurement (router, router-quiet, TUI), for working on the TUI (default all)",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if min(args.calls, args.sessions, args.rounds, args.workers, args.tui_sessions) < 1 or args.seconds <= 0:
         p.error("--calls, --sessions, --rounds, --workers, --tui-sessions must be >= 1 and --seconds > 0")
     if args.tui_rate <= 0 or args.tui_seconds < 2:
         p.error("--tui-rate must be > 0 and --tui-seconds at least 2 (room for key presses)")
+    if args.only == "paced":
+        if args.tui == "off":
+            p.error("--only paced measures the TUI: not with --tui off")
+        args.tui = "on"
+    if args.profile_target == "tui" and args.tui == "off":
+        p.error("--profile-target tui: not with --tui off")
     args.workers = min(args.workers, args.sessions)
     return args
 
