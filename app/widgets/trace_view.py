@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable
+from math import ceil
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -17,10 +18,13 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
+from textual.color import Color
+from textual.filter import LineFilter
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBar, ScrollBarRender
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -54,6 +58,12 @@ WIDE: Columns = (
     ("status", 12),
     ("ms", 9),
 )
+_CELL_INDEX = {name: i for i, (name, _) in enumerate(WIDE)}
+LineKey = tuple[int, int, bool]  # a row's seq and version, and whether the cursor is on it
+_BLANK: LineKey = (-1, 0, False)  # below the last row
+# What the kept lines were drawn for: width, horizontal scroll, the panel's style, its background
+# (for the filters), the app's line filters.
+View = tuple[int, int, Style, Color, tuple[LineFilter, ...]]
 NARROW: Columns = (("time", 12), ("dir", 3), ("session", 8), ("method", 22), ("id", 6), ("status", 12), ("ms", 8))
 
 
@@ -63,6 +73,38 @@ def fit_columns(width: int) -> Columns:
     fixed = sum(w + 1 for name, w in base if name != "method")
     method = max(16, min(60, width - fixed - 1))
     return tuple((name, method if name == "method" else w) for name, w in base)
+
+
+class KeptScrollBar(ScrollBar):
+    """A scrollbar that draws itself again only when its thumb moved by a visible step.
+
+    Following a busy trace changes the scroll position at every batch, and Textual draws the bar
+    anew each time, through Rich: that cost as much as all the trace's new lines. While following,
+    the thumb only shrinks towards its one-cell minimum, and then stays put.
+    """
+
+    def __init__(self, vertical: bool = True, name: str | None = None, *, thickness: int = 1) -> None:
+        super().__init__(vertical, name, thickness=thickness)
+        self._kept: tuple[tuple[object, ...], list[Strip]] | None = None
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        bar = self.render()
+        if not isinstance(bar, ScrollBarRender):
+            return super().render_lines(crop)
+        # What ScrollBarRender.render_bar draws depends on: the thumb's ends in eighths of a cell.
+        size = self.size.height if self.vertical else self.size.width
+        thumb: tuple[int, int] | None = None
+        if bar.window_size and size and bar.virtual_size and size != bar.virtual_size:
+            thumb_size = max(1, bar.window_size / (bar.virtual_size / size))
+            position = (size - thumb_size) * (bar.position / (bar.virtual_size - bar.window_size))
+            start = int(position * 8)
+            thumb = (start, start + ceil(thumb_size * 8))
+        key = (crop, self.size, thumb, bar.thickness, bar.vertical, bar.style)
+        if self._kept is not None and self._kept[0] == key:
+            return self._kept[1]
+        lines = super().render_lines(crop)
+        self._kept = (key, lines)
+        return lines
 
 
 class TraceView(ScrollView, can_focus=True):
@@ -133,16 +175,30 @@ class TraceView(ScrollView, can_focus=True):
         self.model = model
         self.clock = clock
         self.cursor: TraceRow | None = None
-        self._cache: LRUCache[tuple[int, int, int, bool], Strip] = LRUCache(2000)
         self._columns: Columns = WIDE
+        self._width = 0
+        self._cells: tuple[tuple[int, int], ...] = ()
+        self._set_columns(WIDE)
         self._styles: dict[str, Style] = {}
         self._scrolling = False
-        # What each line of the panel shows (as its cache key), so a batch repaints only the lines
+        # The lines as drawn, by (row seq, row version, under the cursor), for the view they were
+        # drawn in (`_check_view`).
+        self._lines: LRUCache[LineKey, Strip] = LRUCache(250)
+        self._view: View | None = None
+        # What each line of the panel shows (as its key), so a batch repaints only the lines
         # that changed rather than the whole panel.
-        self._drawn: dict[int, tuple[int, int, int, bool]] = {}
-        self._screen_lines: LRUCache[
-            tuple[tuple[int, int, int, bool], int, tuple[int, int], tuple[int, ...]], Strip
-        ] = LRUCache(1000)
+        self._drawn: dict[int, LineKey] = {}
+
+    @property
+    def vertical_scrollbar(self) -> ScrollBar:
+        # As Widget.vertical_scrollbar, with the bar that keeps its drawing.
+        if self._vertical_scrollbar is None:
+            bar = self._vertical_scrollbar = KeptScrollBar(
+                vertical=True, name="vertical", thickness=self.scrollbar_size_vertical
+            )
+            bar.display = False
+            self.app._start_widget(self, bar)
+        return self._vertical_scrollbar
 
     # ------------------------------------------------------------------ feeding
     def rows_changed(self, added: int, dropped_front: int = 0) -> None:
@@ -164,16 +220,15 @@ class TraceView(ScrollView, can_focus=True):
     def _refresh_changed_lines(self) -> None:
         visible = self.model.visible
         top = round(self.scroll_y)
-        width = self.size.width
         drawn = self._drawn
         start = -1
         for y in range(self.scrollable_content_region.height + 1):
             index = top + y
             if index < len(visible):
                 row = visible[index]
-                key = (row.seq, row.version, width, row is self.cursor)
+                key = (row.seq, row.version, row is self.cursor)
             else:
-                key = (-1, 0, width, False)
+                key = _BLANK
             stale = drawn.get(y) != key
             if stale and start < 0:
                 start = y
@@ -198,28 +253,31 @@ class TraceView(ScrollView, can_focus=True):
 
     def reset(self) -> None:
         """The whole visible list changed (filter, clear): redraw from scratch, back at the end."""
-        self._cache.clear()
-        self._screen_lines.clear()
+        self._lines.clear()
         self.cursor = None
         self.follow = True
         self.new_while_away = 0
         self.rows_changed(0)
 
     def invalidate(self) -> None:
-        self._cache.clear()
-        self._screen_lines.clear()
+        self._lines.clear()
         self.refresh()
 
     def _line_width(self) -> int:
-        return sum(w + 1 for _, w in self._columns)
+        return self._width
+
+    def _set_columns(self, columns: Columns) -> None:
+        self._columns = columns
+        self._width = sum(w + 1 for _, w in columns)
+        # Each column as the index of its value in `_render_row`, and its width.
+        self._cells = tuple((_CELL_INDEX[name], w) for name, w in columns)
 
     def on_resize(self, event: events.Resize) -> None:
         # One column is kept for the vertical scrollbar, so lines fit whether or not it shows.
         columns = fit_columns(event.size.width - 1)
         if columns != self._columns:
-            self._columns = columns
-            self._cache.clear()
-            self._screen_lines.clear()
+            self._set_columns(columns)
+            self._lines.clear()
             self.post_message(self.ColumnsChanged())
         self.rows_changed(0)
         if self.follow:
@@ -317,141 +375,141 @@ class TraceView(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ rendering
     def render_lines(self, crop: Region) -> list[Strip]:
-        """The panel's lines as the screen draws them, kept per row: following a busy trace
-        scrolls every line each batch, and a row that only moved up is not styled again."""
-        scroll_x = round(self.scroll_x)
-        top = round(self.scroll_y)
+        """The panel's lines as the screen shows them, each built once per row and kept.
+
+        Following a busy trace moves every line up at every batch: a row that only moved is not
+        drawn again. A new line is one Strip of styles combined in advance, through the app's line
+        filters, cut to the panel. Textual's per-line styling (`StylesCache`) is not used: this
+        widget has no border, padding, tint or opacity for it to add, and it cost more than the line.
+        """
         width = self.size.width
+        view = self._check_view(width)
+        top = round(self.scroll_y)
         visible = self.model.visible
-        filters = tuple(id(f) for f in self.get_line_filters())
-        span = crop.column_span
-        lines: list[Strip | None] = []
-        missing: list[int] = []
+        count = len(visible)
+        cursor = self.cursor
+        cache = self._lines
+        drawn = self._drawn
+        lines: list[Strip] = []
         for y in crop.line_range:
             index = top + y
-            if index < len(visible):
-                row = visible[index]
-                key = (row.seq, row.version, width, row is self.cursor)
-            else:
-                key = (-1, 0, width, False)
-            self._drawn[y] = key
-            strip = self._screen_lines.get((key, scroll_x, span, filters))
+            row = visible[index] if index < count else None
+            key = _BLANK if row is None else (row.seq, row.version, row is cursor)
+            drawn[y] = key
+            strip = cache.get(key)
             if strip is None:
-                missing.append(y)
+                strip = cache[key] = self._screen_line(view, row, key[2])
             lines.append(strip)
-        # Lines not drawn before go through Textual's usual path (CSS, filters), in runs.
-        start = 0
-        while start < len(missing):
-            end = start
-            while end + 1 < len(missing) and missing[end + 1] == missing[end] + 1:
-                end += 1
-            first, count = missing[start], end - start + 1
-            strips = super().render_lines(Region(crop.x, first, crop.width, count))
-            for y, strip in zip(range(first, first + count), strips, strict=True):
-                lines[y - crop.y] = strip
-                self._screen_lines[(self._drawn[y], scroll_x, span, filters)] = strip
-            start = end + 1
-        return [strip for strip in lines if strip is not None]
+        x1, x2 = crop.column_span
+        if (x1, x2) != (0, width):
+            lines = [strip.crop(x1, x2) for strip in lines]
+        return lines
 
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        index = y + scroll_y
-        width = self.size.width
-        visible = self.model.visible
-        if index >= len(visible):
-            self._drawn[y] = (-1, 0, width, False)
-            return self._blank(width)
-        row = visible[index]
-        selected = row is self.cursor
-        key = (row.seq, row.version, width, selected)
-        self._drawn[y] = key
-        strip = self._cache.get(key)
-        if strip is None:
-            strip = self._render_row(row, width, selected)
-            self._cache[key] = strip
-        return strip if scroll_x == 0 and strip.cell_length == width else strip.crop(scroll_x, scroll_x + width)
+        return self.render_lines(Region(0, y, self.size.width, 1))[0]
 
-    def _blank(self, width: int) -> Strip:
-        key = (-1, 0, width, False)
-        strip = self._cache.get(key)
-        if strip is None:
-            strip = self._cache[key] = Strip.blank(width, self.rich_style)
-        return strip
+    def _check_view(self, width: int) -> View:
+        """Forget the kept lines when what they were drawn with changed: the panel's width or
+        horizontal scroll, its colours (a theme, an ancestor's background), the app's line filters."""
+        filters = tuple(self.get_line_filters())
+        view = (width, round(self.scroll_x), self.rich_style, self.background_colors[1], filters)
+        if view != self._view:
+            self._view = view
+            self._lines.clear()
+            self._styles = {}
+        return view
 
-    def _style(self, name: str) -> Style:
-        # Looked up for every cell of every new line: cached until the styles change (theme, CSS).
-        style = self._styles.get(name)
+    def _screen_line(self, view: View, row: TraceRow | None, selected: bool) -> Strip:
+        width, scroll_x, base, background, filters = view
+        if row is None:
+            segments = [Segment(" " * width, base)]
+        else:
+            line = self._render_row(row, width, selected)
+            if scroll_x or line.cell_length != width:
+                line = line.crop(scroll_x, scroll_x + width)
+            segments = list(line)
+        for line_filter in filters:
+            segments = line_filter.apply(segments, background)
+        return Strip(segments, width)
+
+    def _style(self, name: str, selected: bool = False) -> Style:
+        """The panel's style with a part's (and the cursor's) on top: looked up for every cell of
+        every new line, combined once until the colours change."""
+        key = f"{name}+" if selected else name
+        style = self._styles.get(key)
         if style is None:
-            style = self._styles[name] = self.get_component_rich_style(f"trace--{name}")
+            base = self._view[2] if self._view is not None else self.rich_style
+            if selected:
+                base = base + self.get_component_rich_style("trace--cursor")
+            part = self.get_component_rich_style(f"trace--{name}") if name else Style()
+            style = self._styles[key] = base + part
         return style
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._styles = {}
-        self._cache.clear()
-        self._screen_lines.clear()
+        self._lines.clear()
+        self._view = None
 
     def _render_row(self, row: TraceRow, width: int, selected: bool) -> Strip:
-        """One Strip of exactly the line's width (each Strip costs: no crop, extend or restyle after)."""
-        base = self.rich_style
-        if selected:
-            base = base + self._style("cursor")
-        length = max(width, self._line_width())
+        """One Strip of at least the line's width (each Strip costs: no crop, extend or restyle after)."""
+        used = self._line_width()
+        length = max(width, used)
+        style = self._style
         if row.kind == "mark":
             text = f"{self.clock(row.ts)} ─── {row.text} "
-            return Strip([Segment(_fit(text, length), base + self._style("mark"))], length)
-        segments = self._segments(row, base)
-        used = self._line_width()
-        if length > used:
-            segments.append(Segment(" " * (length - used), base))
-        return Strip(segments, length)
-
-    def _segments(self, row: TraceRow, base: Style) -> list[Segment]:
-        if row.kind.startswith("server-"):
-            kind_style = self._style("server")
-        elif row.kind == "notification":
-            kind_style = self._style("notification")
+            return Strip([Segment(_fit(text, length), style("mark", selected))], length)
+        kind = row.kind
+        if kind.startswith("server-"):
+            kind_style = "server"
+        elif kind == "notification":
+            kind_style = "notification"
         elif row.direction.startswith("router"):
-            kind_style = self._style("router")
+            kind_style = "router"
         else:
-            kind_style = self._style(row.kind if row.kind in ("request", "response") else "request")
+            kind_style = kind if kind in ("request", "response") else "request"
         status = row.status
-        status_style = self._style(
-            "error"
-            if status.startswith("error")
-            else status
-            if status in ("ok", "pending", "held", "cancelled")
-            else "dim"
-        )
-        method = row.method or ("(answer)" if row.kind.endswith("response") else "")
+        if status.startswith("error"):
+            status_style = "error"
+        else:
+            status_style = status if status in ("ok", "pending", "held", "cancelled") else "dim"
+        method = row.method or ("(answer)" if kind.endswith("response") else "")
         if row.subject:
             method = f"{method} {row.subject}"
-        if row.kind == "notification":
+        if kind == "notification":
             method = f"· {method}"
-        elif row.kind == "server-request":
+        elif kind == "server-request":
             method = f"⇐ {method}"
-        elif row.kind.endswith("response"):
+        elif kind.endswith("response"):
             method = f"↳ {method}"
         if row.marked:
             method = f"★ {method}"
-        latency = f"{row.latency_ms:.1f}" if row.latency_ms is not None else ""
-        values = {
-            "time": (self.clock(row.ts), self._style("time")),
-            "dir": (DIRECTION_SHORT.get(row.direction, row.direction), kind_style),
-            "session": (row.session[:8], self._style("dim")),
-            "backend": (row.backend, base),
-            "method": (method, kind_style),
-            "id": ("" if row.msg_id is None else str(row.msg_id), self._style("dim")),
-            "status": (status, status_style),
-            "ms": (latency.rjust(9), base),
-        }
+        # One value and style per column, in the order of `WIDE` (NARROW drops the backend).
+        values = (
+            (self.clock(row.ts), "time"),
+            (DIRECTION_SHORT.get(row.direction, row.direction), kind_style),
+            (row.session[:8], "dim"),
+            (row.backend, ""),
+            (method, kind_style),
+            ("" if row.msg_id is None else str(row.msg_id), "dim"),
+            (status, status_style),
+            ("" if row.latency_ms is None else f"{row.latency_ms:.1f}", ""),
+        )
         segments: list[Segment] = []
-        for name, w in self._columns:
-            text, style = values[name]
-            cell = _fit(text, w) if name != "ms" else text[-w:].rjust(w)
+        append = segments.append
+        for index, w in self._cells:
+            text, part = values[index]
+            if index == 7:  # the latency, right-aligned
+                cell = text[-w:].rjust(w)
+            elif len(text) > w:
+                cell = text[: max(0, w - 1)] + "…"
+            else:
+                cell = text.ljust(w)
             # The gap travels with its cell: half the segments to style and filter on every frame.
-            segments.append(Segment(cell + " ", base + style))
-        return segments
+            append(Segment(cell + " ", style(part, selected)))
+        if length > used:
+            append(Segment(" " * (length - used), style("", selected)))
+        return Strip(segments, length)
 
     def header_text(self) -> str:
         parts = []
