@@ -222,7 +222,7 @@ async def run_tui(settings: Settings) -> int:
     server = make_server(router, settings)
     await router.start()
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    app = RouterTUI(LocalControl(router), trace_buffer=settings.trace_buffer)
+    app = RouterTUI(LocalControl(router), trace_buffer=settings.trace_buffer, freeze_heap=True)
     loop = asyncio.get_running_loop()
     # SIGTERM quits like `q` (Textual reads ctrl+c as a key, so SIGINT only comes from outside).
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -261,7 +261,7 @@ async def run_trace_file(settings: Settings) -> int:
         print(f"mcp-router-tui: cannot open {settings.open_trace}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     log_to_file()
-    app = RouterTUI(control, trace_buffer=max(settings.trace_buffer, len(control.trace.events)))
+    app = RouterTUI(control, trace_buffer=max(settings.trace_buffer, len(control.trace.events)), freeze_heap=True)
     await app.run_async()
     return app.return_code or 0
 
