@@ -19,7 +19,7 @@ from textual import events
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.color import Color
-from textual.filter import LineFilter
+from textual.filter import ANSIToTruecolor, DimFilter, LineFilter, Monochrome, NoColor
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -73,6 +73,15 @@ def fit_columns(width: int) -> Columns:
     fixed = sum(w + 1 for name, w in base if name != "method")
     method = max(16, min(60, width - fixed - 1))
     return tuple((name, method if name == "method" else w) for name, w in base)
+
+
+# Textual's line filters that change each segment's style by the style alone (not by its text or
+# place): the trace applies them to its few styles instead of to every segment of every line.
+_STYLE_FILTERS = (ANSIToTruecolor, DimFilter, Monochrome, NoColor)
+
+
+def _style_only(filters: tuple[LineFilter, ...]) -> bool:
+    return all(type(f) in _STYLE_FILTERS for f in filters)
 
 
 class KeptScrollBar(ScrollBar):
@@ -381,8 +390,11 @@ class TraceView(ScrollView, can_focus=True):
         drawn again. A new line is one Strip of styles combined in advance, through the app's line
         filters, cut to the panel. Textual's per-line styling (`StylesCache`) is not used: this
         widget has no border, padding, tint or opacity for it to add, and it cost more than the line.
+
+        The lines end where the scrollbar begins (when it shows): the screen takes them whole then,
+        instead of cutting every new line in two to drop a cell the bar covers anyway.
         """
-        width = self.size.width
+        width = self.scrollable_content_region.width
         view = self._check_view(width)
         top = round(self.scroll_y)
         visible = self.model.visible
@@ -401,12 +413,12 @@ class TraceView(ScrollView, can_focus=True):
                 strip = cache[key] = self._screen_line(view, row, key[2])
             lines.append(strip)
         x1, x2 = crop.column_span
-        if (x1, x2) != (0, width):
-            lines = [strip.crop(x1, x2) for strip in lines]
+        if x1 or x2 < width:
+            lines = [strip.crop(x1, min(x2, width)) for strip in lines]
         return lines
 
     def render_line(self, y: int) -> Strip:
-        return self.render_lines(Region(0, y, self.size.width, 1))[0]
+        return self.render_lines(Region(0, y, self.scrollable_content_region.width, 1))[0]
 
     def _check_view(self, width: int) -> View:
         """Forget the kept lines when what they were drawn with changed: the panel's width or
@@ -420,29 +432,37 @@ class TraceView(ScrollView, can_focus=True):
         return view
 
     def _screen_line(self, view: View, row: TraceRow | None, selected: bool) -> Strip:
-        width, scroll_x, base, background, filters = view
+        width, scroll_x, _, background, filters = view
         if row is None:
-            segments = [Segment(" " * width, base)]
+            segments = [Segment(" " * width, self._style(""))]
         else:
             line = self._render_row(row, width, selected)
             if scroll_x or line.cell_length != width:
                 line = line.crop(scroll_x, scroll_x + width)
             segments = list(line)
-        for line_filter in filters:
-            segments = line_filter.apply(segments, background)
+        if not _style_only(filters):  # else `_style` applied them
+            for line_filter in filters:
+                segments = line_filter.apply(segments, background)
         return Strip(segments, width)
 
     def _style(self, name: str, selected: bool = False) -> Style:
-        """The panel's style with a part's (and the cursor's) on top: looked up for every cell of
-        every new line, combined once until the colours change."""
+        """The panel's style with a part's (and the cursor's) on top, through the app's line
+        filters when they only map styles (Textual's all do): looked up for every cell of every
+        new line, made once until the view changes. Filtering a line's segments cost more than
+        drawing it."""
         key = f"{name}+" if selected else name
         style = self._styles.get(key)
         if style is None:
-            base = self._view[2] if self._view is not None else self.rich_style
+            view = self._view or self._check_view(self.scrollable_content_region.width)
+            _, _, base, background, filters = view
             if selected:
                 base = base + self.get_component_rich_style("trace--cursor")
             part = self.get_component_rich_style(f"trace--{name}") if name else Style()
-            style = self._styles[key] = base + part
+            style = base + part
+            if _style_only(filters):
+                for line_filter in filters:
+                    style = line_filter.apply([Segment(" ", style)], background)[0].style or style
+            self._styles[key] = style
         return style
 
     def notify_style_update(self) -> None:
