@@ -65,27 +65,37 @@ class TraceRow:
     text: str = ""  # a mark's description
     version: int = 0  # bumped when the row changes (its rendered line is cached by seq and version)
     marked: bool = False  # `m` on the main screen; kept through filtering, written to exports
-    haystack: str = field(default="", repr=False)
+    # What free text in the filter searches, made when first searched: most rows never are.
+    _haystack: str | None = field(default=None, repr=False)
 
     @property
     def is_request(self) -> bool:
         return self.kind in ("request", "server-request")
 
-    def build_haystack(self) -> None:
-        self.haystack = " ".join(
-            str(x)
-            for x in (
-                self.method,
-                self.subject,
-                self.backend,
-                self.session,
-                self.msg_id,
-                self.status,
-                self.error,
-                self.text,
-            )
-            if x not in (None, "")
-        ).lower()
+    @property
+    def haystack(self) -> str:
+        text = self._haystack
+        if text is None:
+            text = self._haystack = " ".join(
+                str(x)
+                for x in (
+                    self.method,
+                    self.subject,
+                    self.backend,
+                    self.session,
+                    self.msg_id,
+                    self.status,
+                    self.error,
+                    self.text,
+                )
+                if x not in (None, "")
+            ).lower()
+        return text
+
+    def changed(self) -> None:
+        """The row's status (or what it shows) changed: drawn again, searched anew."""
+        self.version += 1
+        self._haystack = None
 
 
 def _status_of_answer(ev: TrafficEvent) -> str:
@@ -209,7 +219,6 @@ class TraceModel:
         return self._seq
 
     def _append(self, row: TraceRow) -> None:
-        row.build_haystack()
         if len(self.rows) >= self.capacity:
             old = self.rows.popleft()
             self.dropped += 1
@@ -276,8 +285,7 @@ class TraceModel:
             for pending in self._pending.values():
                 if pending.backend == ev.backend and pending.status == "pending":
                     pending.status = "held"
-                    pending.version += 1
-                    pending.build_haystack()
+                    pending.changed()
 
     def _traffic(self, ev: TrafficEvent) -> None:
         kind = ev.msg_kind
@@ -331,8 +339,7 @@ class TraceModel:
                 if not row.method:
                     row.method = request.method
                 row.subject = request.subject
-                request.version += 1
-                request.build_haystack()
+                request.changed()
         else:
             row.kind = "notification"
             if method == "notifications/cancelled":
@@ -343,6 +350,5 @@ class TraceModel:
                 request = self._pending.pop((origin, ev.session, rid), None)
                 if request is not None:
                     request.status = "cancelled"
-                    request.version += 1
-                    request.build_haystack()
+                    request.changed()
         self._append(row)
