@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from app.proxy.events import BackendStateEvent, Event, RouterEvent, TrafficEvent
 
 DEFAULT_CAPACITY = 10_000
@@ -58,7 +60,10 @@ class TraceRow:
     status: str  # ok, error CODE, pending, held, cancelled; "" for notifications
     latency_ms: float | None = None
     error: str | None = None
-    message: dict[str, Any] | None = None
+    # The message: as its exact bytes when they decode to it (`message` decodes them when asked),
+    # else decoded. Ten thousand rows of bytes are ten thousand objects for the GC to walk; of
+    # decoded messages, four or five times as many (a dict per level), at every full collection.
+    stored: dict[str, Any] | bytes | None = field(default=None, repr=False)
     # A request row and its answer's row point at each other, for the detail view.
     partner: TraceRow | None = None
     subject: str = ""  # what a request is about: the tool or prompt name, the resource URI
@@ -71,6 +76,18 @@ class TraceRow:
     @property
     def is_request(self) -> bool:
         return self.kind in ("request", "server-request")
+
+    @property
+    def message(self) -> dict[str, Any] | None:
+        stored = self.stored
+        if isinstance(stored, bytes):
+            # Decoded once someone looks (the detail view, a copy, an export): few rows ever are.
+            stored = self.stored = orjson.loads(stored)
+        return stored
+
+    @message.setter
+    def message(self, value: dict[str, Any] | None) -> None:
+        self.stored = value
 
     @property
     def haystack(self) -> str:
@@ -304,7 +321,7 @@ class TraceModel:
             status="",
             latency_ms=ev.latency_ms,
             error=ev.error,
-            message=ev.message,
+            stored=ev.raw if ev.exact and ev.raw is not None and ev.message is not None else ev.message,
         )
         if ev.resent:
             # The router sent a client's request again to a new backend: shown, and the client's
