@@ -1,8 +1,13 @@
-"""uvicorn's httptools protocol, writing each response's head and first body chunk in one syscall.
+"""uvicorn's httptools protocol, with the router's hot path in front of the ASGI app.
+
+A small POST is held until its body is whole and offered to the app's `post_now`, which serves a
+plain modern-era call with no task at all: the request goes out from this protocol's callback and
+the answer comes back from the backend connection's (see `StreamableEndpoint.post_now`). Whatever
+it does not take is served through ASGI as before.
 
 uvicorn writes the status line and headers as soon as the app sends `http.response.start`, then
-the body separately: two socket writes per JSON answer. On the router's hot path that second write
-is a measurable share of the per-call cost, so the head waits for the first body chunk.
+the body separately: two socket writes per JSON answer. That second write is a measurable share of
+the per-call cost, so the head waits for the first body chunk.
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from app.proxy.asgi import ABORT_HOOK, DISCONNECT_HOOKS
 
 COALESCE_MAX = 64 * 1024
+# POSTs up to this size are held until whole and offered to the app's hot path first.
+DIRECT_BODY_MAX = 64 * 1024
 
 
 class _CoalescingTransport:
@@ -55,19 +62,263 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
+class _DirectReply:
+    """Answers a request the app took on the hot path: writes the response, or hands it to ASGI."""
+
+    __slots__ = ("body", "protocol", "scope")
+
+    def __init__(self, protocol: CoalescingHttpToolsProtocol, scope: Any, body: bytes) -> None:
+        self.protocol = protocol
+        self.scope = scope
+        self.body = body
+
+    def respond(self, status: int, body: bytes) -> None:
+        self.protocol.direct_done(self, status, body)
+
+    def hand_over(self) -> None:
+        self.protocol.direct_to_asgi(self)
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """Also tells the app at once when a client goes away (see `app.proxy.asgi.watch_disconnect`)."""
+    """Also tells the app at once when a client goes away (see `app.proxy.asgi.watch_disconnect`),
+    and offers each small POST to the app's hot path (`post_now`) before uvicorn sees it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_message = False  # uvicorn's parser is inside a request
+        self._partial = b""  # the start of a request not yet whole, held for the hot path
+        self._partial_head: tuple[int, tuple[bytes, list[tuple[bytes, bytes]], int]] | None = None
+        self._direct: _DirectReply | None = None  # the hot-path request in flight
+        self._backlog = b""  # what the client sent meanwhile (pipelined), served after it
+        self._close_after = False  # shut down while a hot-path request was in flight
+        self._direct_app: Callable[[Any, bytes, _DirectReply], bool] | None = getattr(self.app, "post_now", None)
+
+    # -- the hot path
+    def data_received(self, data: bytes) -> None:
+        if self._direct is not None:
+            self._backlog += data  # answered in order: after the request in flight
+            if len(self._backlog) > DIRECT_BODY_MAX:
+                self.flow.pause_reading()
+            return
+        if self._partial:
+            data = self._partial + data
+            self._partial = b""
+        if (
+            self._direct_app is not None
+            and not self._in_message
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self.pipeline
+            and data.startswith(b"POST ")
+        ):
+            self._unset_keepalive_if_required()
+            used = self._offer(data)
+            if used is None:
+                return  # held (incomplete) or taken whole
+            data = used
+            if not data:
+                return
+        super().data_received(data)
+
+    def _offer(self, data: bytes) -> bytes | None:
+        """Serve `data`'s first request on the hot path if the app takes it.
+
+        Returns the bytes uvicorn must still see (all of them when the app declined), or None
+        when they were held (an incomplete request) or consumed (the rest waits in the backlog).
+        """
+        held = self._partial_head
+        self._partial_head = None
+        if held is not None:
+            end, request = held
+        else:
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                if len(data) <= DIRECT_BODY_MAX:
+                    self._partial = data
+                    return None
+                return data
+            parsed = _parse_head(data[: end + 4])
+            if parsed is None:
+                return data
+            request = parsed
+        target, headers, length = request
+        if length > DIRECT_BODY_MAX:
+            return data
+        body_end = end + 4 + length
+        if len(data) < body_end:
+            self._partial = data
+            self._partial_head = (end, request)  # the head is whole: only the body is awaited
+            return None
+        path, _, query = target.partition(b"?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "root_path": self.root_path,
+            "headers": headers,
+            "state": self.app_state.copy(),
+            "method": "POST",
+            "path": self.root_path + path.decode("ascii"),
+            "raw_path": self.root_path.encode("ascii") + path,
+            "query_string": query,
+            DISCONNECT_HOOKS: [],
+            ABORT_HOOK: self.transport.abort,
+        }
+        reply = _DirectReply(self, scope, data[end + 4 : body_end])
+        self._direct = reply
+        try:
+            taken = bool(self._direct_app(scope, reply.body, reply))
+        except Exception:  # the full path answers it, errors included
+            self.logger.exception("the hot path failed on a request; serving it the usual way")
+            taken = False
+        if not taken:
+            self._direct = None
+            return data
+        if self._direct is reply:
+            self._backlog += data[body_end:]
+        elif body_end < len(data):
+            self.data_received(data[body_end:])  # answered already: go on with what follows
+        return None
+
+    def direct_done(self, reply: _DirectReply, status: int, body: bytes) -> None:
+        if self._direct is not reply:
+            return
+        self._direct = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        head = b"%scontent-type: application/json\r\ncontent-length: %d\r\n" % (STATUS_LINE[status], len(body))
+        for name, value in self.server_state.default_headers:
+            head += name + b": " + value + b"\r\n"
+        if self._close_after:
+            head += b"connection: close\r\n"
+        if len(body) > COALESCE_MAX:
+            transport.write(head + b"\r\n")
+            transport.write(body)
+        else:
+            transport.write(head + b"\r\n" + body)
+        self.server_state.total_requests += 1
+        if self._close_after:
+            transport.close()
+            return
+        self.flow.resume_reading()
+        backlog, self._backlog = self._backlog, b""
+        if backlog:
+            self.data_received(backlog)
+        elif self._direct is None and (self.cycle is None or self.cycle.response_complete):
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    def direct_to_asgi(self, reply: _DirectReply) -> None:
+        """A hot-path request that needs a task after all: uvicorn's cycle, with the body already read."""
+        if self._direct is not reply:
+            return
+        self._direct = None
+        cycle = RequestResponseCycle(
+            scope=reply.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=not self._close_after,
+            on_response=self.on_response_complete,
+        )
+        cycle.body = bytearray(reply.body)
+        cycle.more_body = False
+        self.cycle = cycle
+        self._start_asgi_task(cycle, self.app)
+        backlog, self._backlog = self._backlog, b""
+        if backlog:
+            self.flow.resume_reading()
+            super().data_received(backlog)  # uvicorn queues it behind the cycle (pipelining)
+
+    # -- uvicorn's own path
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        super().on_message_begin()
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        super().on_message_complete()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         cycle.transport = _CoalescingTransport(cycle.transport)  # type: ignore[assignment]
-        cycle.scope[DISCONNECT_HOOKS] = []  # type: ignore[literal-required]
-        cycle.scope[ABORT_HOOK] = self.transport.abort  # type: ignore[literal-required]
+        scope: Any = cycle.scope
+        scope.setdefault(DISCONNECT_HOOKS, [])
+        scope.setdefault(ABORT_HOOK, self.transport.abort)
         super()._start_asgi_task(cycle, app)
+
+    def shutdown(self) -> None:
+        if self._direct is not None:
+            self._close_after = True  # closed once its answer is written
+            return
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         cycle = self.cycle
+        direct, self._direct = self._direct, None
+        self._partial = self._backlog = b""
+        self._partial_head = None
         super().connection_lost(exc)
-        if cycle is not None and cycle.disconnected:
-            hooks: list[Callable[[], None]] = cycle.scope.get(DISCONNECT_HOOKS) or []  # type: ignore[assignment]
-            for hook in list(hooks):
-                hook()
+        hooks: list[Callable[[], None]] = []
+        if direct is not None:
+            hooks = direct.scope[DISCONNECT_HOOKS]
+        elif cycle is not None and cycle.disconnected:
+            hooks = cycle.scope.get(DISCONNECT_HOOKS) or []  # type: ignore[assignment]
+        for hook in list(hooks):
+            hook()
+
+
+_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_FIELD_CHARS = b"\t\r\n" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+
+
+def _parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], int] | None:
+    """The target, headers and body length of a plain HTTP/1.1 POST head; None for anything else.
+
+    `head` ends with the blank line. Deliberately narrow: whatever it does not recognise (another
+    version, chunked bodies, an Expect or Upgrade, a percent-encoded path, a malformed line) is
+    left to uvicorn's parser. Written for cost: `translate(None, allowed)` leaves what is not
+    allowed in one C loop (a regex costs more than the rest of the request), and `find` instead
+    of `in` (for bytes, `in` first tries the operand as an integer and formats an exception).
+    """
+    crlf = head.count(b"\r\n")
+    if head.translate(None, _FIELD_CHARS) or head.count(b"\r") != crlf or head.count(b"\n") != crlf:
+        return None  # a control character, or a bare CR or LF
+    lines = head[:-4].split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/") or parts[1].find(b"%") >= 0:
+        return None
+    if not parts[1].isascii():
+        return None
+    headers: list[tuple[bytes, bytes]] = []
+    names: list[bytes] = []
+    length = -1
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name:
+            return None
+        names.append(name)
+        name = name.lower()
+        value = value.strip(b" \t")
+        if name == b"content-length":
+            if length >= 0 or not value.isdigit():
+                return None
+            length = int(value)
+        elif name in _NOT_DIRECT or (name == b"connection" and value.lower() != b"keep-alive"):
+            return None
+        headers.append((name, value))
+    if length < 0 or b"".join(names).translate(None, _TOKEN_CHARS):
+        return None
+    return parts[1], headers, length
+
+
+# Headers that ask for more than one plain request and answer: uvicorn's path handles them.
+_NOT_DIRECT = frozenset({b"transfer-encoding", b"expect", b"upgrade"})

@@ -16,6 +16,7 @@ from app.proxy.config import ROUTE_WORDS
 from app.proxy.endpoint_sse import LegacySSEEndpoint
 from app.proxy.endpoint_streamable import StreamableEndpoint
 from app.proxy.router import Router
+from app.proxy.streams import DirectReply
 
 LOCAL_NAMES = {"localhost", "localhost.localdomain"}
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -83,6 +84,7 @@ class RouterApp:
         self.token_everywhere = token is not None and not is_loopback(bind)
         # Browser-based MCP clients the user named: CORS on the MCP routes for these origins only.
         self.allow_origins = frozenset(o.rstrip("/").lower() for o in allow_origins)
+        self._hosts_ok: dict[bytes, bool] = {}  # Host header -> allowed (the hot path asks on every call)
 
     @staticmethod
     def _mcp_route(scope: Scope) -> tuple[str, str | None] | None:
@@ -186,6 +188,31 @@ class RouterApp:
         auth = header(scope, b"authorization") or ""
         given = auth[7:] if auth.lower().startswith("bearer ") else ""
         return hmac.compare_digest(given.encode(), self.token.encode())
+
+    def post_now(self, scope: Scope, body: bytes, reply: DirectReply) -> bool:
+        """Serve a whole POST without a task if it is the hot path's kind (see StreamableEndpoint.post_now).
+
+        The same checks as `__call__`; a request any of them would refuse, and one from a web page
+        (Origin, CORS), goes the usual way: False, nothing done.
+        """
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        if len(headers) != len(scope["headers"]) or headers.get(b"origin") is not None:
+            return False  # a repeated header: `header()` reads the first, so leave it to the full path
+        host = headers.get(b"host")
+        if host is not None:
+            ok = self._hosts_ok.get(host)
+            if ok is None:
+                ok = self._host_ok(scope)
+                if len(self._hosts_ok) < 64:
+                    self._hosts_ok[host] = ok
+            if not ok:
+                return False
+        route = self._mcp_route(scope)
+        if route is None or route[0] != "streamable":
+            return False
+        if self.token_everywhere and not self._token_ok(scope):
+            return False
+        return self.streamable.post_now(scope, headers, body, route[1], reply)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -73,6 +73,10 @@ ABORT_HOOK = "mcp_router.abort"
 stopped reading: closing would wait for a buffer it never drains)."""
 
 
+HANDED_OVER = "mcp_router.handed_over"
+"""Scope key of a request the hot path forwarded, then handed to the ASGI app (its answer streams)."""
+
+
 def watch_disconnect(scope: Scope, receive: Receive) -> asyncio.Future[None]:
     """A future resolved when the client disconnects; cancel it to stop watching.
 

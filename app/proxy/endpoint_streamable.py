@@ -6,11 +6,15 @@ import asyncio
 import contextlib
 import functools
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from app.proxy import jsonrpc
 from app.proxy.asgi import (
     ABORT_HOOK,
+    DISCONNECT_HOOKS,
+    HANDED_OVER,
     SSE_HEADERS,
     ClientDisconnected,
     Receive,
@@ -29,7 +33,7 @@ from app.proxy.limits import SESSION_LIMIT, fmt_size
 from app.proxy.router import Router, SessionLimit, UnknownBackend
 from app.proxy.session import Pending, Session
 from app.proxy.sse import COMMENT_PING, encode
-from app.proxy.streams import RETRY_MS, SINK_BYTES, PostStream, Sink
+from app.proxy.streams import RETRY_MS, SINK_BYTES, DirectReply, DirectSink, PostStream, Sink
 
 # Headers a modern-era request carries that the backend must see untouched.
 FORWARDED = frozenset({b"mcp-protocol-version", b"mcp-method", b"mcp-name", b"authorization"})
@@ -46,8 +50,32 @@ def error_status(msg: Message) -> int:
     return jsonrpc.ERROR_HTTP_STATUS.get(code, 200) if isinstance(code, int) else 200
 
 
+def modern_status(msg: Message, backend_status: int | None) -> int:
+    """The HTTP status of a modern-era JSON answer: the backend's own, or the one its error implies."""
+    return backend_status if backend_status is not None else error_status(msg)
+
+
 def _cancel_task(task: asyncio.Task[object], _watcher: object) -> None:
     task.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """A modern-era POST the router answers itself: the HTTP status and the JSON-RPC error."""
+
+    status: int
+    code: int
+    text: str
+    msg_id: RequestId | None
+
+
+@dataclass(frozen=True, slots=True)
+class HandedOver:
+    """A hot-path request whose answer needs the endpoint after all (a stream, not one JSON body)."""
+
+    session: Session
+    request: Message
+    sink: Sink
 
 
 class StreamableEndpoint:
@@ -56,7 +84,10 @@ class StreamableEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, backend_name: str | None) -> None:
         method = scope["method"]
-        if method == "POST":
+        handed: HandedOver | None = scope.get(HANDED_OVER)
+        if handed is not None:
+            await self.resume(scope, receive, send, handed)
+        elif method == "POST":
             await self.post(scope, receive, send, backend_name)
         elif method == "GET":
             await self.get(scope, receive, send)
@@ -146,6 +177,46 @@ class StreamableEndpoint:
             first.id,
         )
 
+    def _modern_target(
+        self,
+        messages: list[Message],
+        is_batch: bool,
+        version: str,
+        version_header: str | None,
+        scope: Scope,
+        backend_name: str | None,
+    ) -> tuple[Session, dict[str, str]] | _Refusal:
+        """Where a modern-era POST goes (its shared session, the headers to forward), or why not."""
+        first = messages[0]
+        if is_batch:
+            return _Refusal(400, jsonrpc.INVALID_REQUEST, "Invalid Request: the 2026-07-28 era has no batches", None)
+        try:
+            backend = self.router.resolve(backend_name)
+        except UnknownBackend as exc:
+            return _Refusal(404, jsonrpc.INVALID_REQUEST, str(exc), first.id)
+        if not first.is_request:
+            return _Refusal(202, 0, "", None)  # the modern era has no client-to-server notifications on HTTP
+        meta_version = jsonrpc.meta_version(first)
+        if version_header is not None and meta_version is not None and version_header != meta_version:
+            return _Refusal(
+                400,
+                jsonrpc.HEADER_MISMATCH,
+                f"Header mismatch: MCP-Protocol-Version {version_header} but _meta says {meta_version}",
+                first.id,
+            )
+        if backend.transport == "sse":
+            # The backend's own answer would be the same: HTTP+SSE predates this era. The client falls back.
+            return _Refusal(
+                400,
+                jsonrpc.INVALID_REQUEST,
+                f"backend '{backend.name}' speaks legacy HTTP+SSE only, which has no {version} era; use initialize",
+                first.id,
+            )
+        session = self.router.modern_session(backend)
+        headers = headers_with_prefix(scope, FORWARDED, FORWARDED_PREFIXES)
+        headers.setdefault("mcp-protocol-version", version)
+        return session, headers
+
     async def _modern(
         self,
         messages: list[Message],
@@ -157,45 +228,97 @@ class StreamableEndpoint:
         send: Send,
         backend_name: str | None,
     ) -> None:
-        first = messages[0]
-        if is_batch:
-            await respond_error(
-                send, 400, jsonrpc.INVALID_REQUEST, "Invalid Request: the 2026-07-28 era has no batches"
-            )
+        target = self._modern_target(messages, is_batch, version, version_header, scope, backend_name)
+        if isinstance(target, _Refusal):
+            if target.status == 202:
+                await respond(send, 202)
+            else:
+                await respond_error(send, target.status, target.code, target.text, target.msg_id)
             return
-        try:
-            backend = self.router.resolve(backend_name)
-        except UnknownBackend as exc:
-            await respond_error(send, 404, jsonrpc.INVALID_REQUEST, str(exc), first.id)
-            return
-        if not first.is_request:
-            await respond(send, 202)  # the modern era has no client-to-server notifications on HTTP
-            return
-        meta_version = jsonrpc.meta_version(first)
-        if version_header is not None and meta_version is not None and version_header != meta_version:
-            await respond_error(
-                send,
-                400,
-                jsonrpc.HEADER_MISMATCH,
-                f"Header mismatch: MCP-Protocol-Version {version_header} but _meta says {meta_version}",
-                first.id,
-            )
-            return
-        if backend.transport == "sse":
-            # The backend's own answer would be the same: HTTP+SSE predates this era. The client falls back.
-            await respond_error(
-                send,
-                400,
-                jsonrpc.INVALID_REQUEST,
-                f"backend '{backend.name}' speaks legacy HTTP+SSE only, which has no {version} era; use initialize",
-                first.id,
-            )
-            return
-        session = self.router.modern_session(backend)
-        self.router.modern_clients.seen(backend.name, first.params, version)
-        headers = headers_with_prefix(scope, FORWARDED, FORWARDED_PREFIXES)
-        headers.setdefault("mcp-protocol-version", version)
+        session, headers = target
+        self.router.modern_clients.seen(session.backend.name, messages[0].params, version)
         await self._dispatch(session, messages, False, scope, receive, send, headers, modern=True)
+
+    # ------------------------------------------------------------------ POST, the hot path
+    def post_now(
+        self, scope: Scope, headers: dict[bytes, bytes], body: bytes, backend_name: str | None, reply: DirectReply
+    ) -> bool:
+        """A modern-era request whose answer can be written from the backend connection's callback.
+
+        The common case of the hot path: one request, JSON both ways, an HTTP backend that is up.
+        Everything is checked as `post` checks it, and on any doubt (an error to answer, a backend
+        to wait for, a stream to open) this returns False with nothing done: `post` takes it.
+        `headers`: the request's, by name (the caller made sure none is repeated).
+        """
+        version_bytes = headers.get(b"mcp-protocol-version")
+        ctype = headers.get(b"content-type")
+        if (
+            version_bytes is None
+            or ctype is None
+            or not ctype.lower().startswith(b"application/json")
+            or headers.get(b"mcp-session-id") is not None
+            or len(body) > self.router.max_body
+        ):
+            return False
+        version = version_bytes.decode("latin-1")
+        if version in jsonrpc.HANDSHAKE_VERSIONS:
+            return False
+        accept = headers.get(b"accept", b"*/*")  # (bytes `in` bytes formats an exception first: find)
+        if accept.find(b"application/json") < 0 and accept.find(b"*/*") < 0 and accept.find(b"text/event") >= 0:
+            return False  # it wants the answer as a stream
+        try:
+            messages, is_batch = jsonrpc.parse_body(body)
+        except jsonrpc.ProtocolError:
+            return False
+        target = self._modern_target(messages, is_batch, version, version, scope, backend_name)
+        if isinstance(target, _Refusal):
+            return False
+        session, forwarded = target
+        request = messages[0]
+        sink = DirectSink(reply, request.id, modern_status)
+        scope[HANDED_OVER] = HandedOver(session, request, sink)  # read only if the sink hands over
+        if not session.send_now(request, sink, forwarded):
+            del scope[HANDED_OVER]
+            return False
+        self.router.modern_clients.seen(session.backend.name, request.params, version)
+        hooks: list[Callable[[], None]] | None = scope.get(DISCONNECT_HOOKS)
+        if hooks is not None and sink.reply is not None:
+            hooks.append(functools.partial(self._gone_now, session, request, sink))
+        return True
+
+    def _gone_now(self, session: Session, request: Message, sink: DirectSink) -> None:
+        """The client left a hot-path request: cancel it upstream, end the stream it was handed to."""
+        p = self._pending_for(session, request)
+        if p is not None:
+            session.client_gone(p)
+        if sink.reply is not None:
+            sink.reply = None
+            sink.closed = True
+        else:
+            sink.put(jsonrpc.notification("$closed"))
+
+    async def resume(self, scope: Scope, receive: Receive, send: Send, handed: HandedOver) -> None:
+        """A hot-path request whose answer turned out to need a stream: serve it as `_dispatch` would."""
+        accept = header(scope, b"accept") or "*/*"
+        wants_sse = "text/event-stream" in accept
+        wants_json = "application/json" in accept or "*/*" in accept or not wants_sse
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        await self._stream_answers(
+            handed.session,
+            [handed.request],
+            False,
+            handed.sink,
+            done,
+            watch_disconnect(scope, receive),
+            scope,
+            receive,
+            send,
+            wants_json,
+            wants_sse,
+            new_session=False,
+            modern=True,
+        )
 
     async def _dispatch(
         self,
@@ -257,6 +380,40 @@ class StreamableEndpoint:
                 sink.queue.put_nowait((msg, backend_status))
         else:
             forwarder = asyncio.ensure_future(self._forward_all(session, requests, sink, fwd_headers))
+        await self._stream_answers(
+            session,
+            requests,
+            is_batch,
+            sink,
+            forwarder,
+            watcher,
+            scope,
+            receive,
+            send,
+            wants_json,
+            wants_sse,
+            new_session=new_session,
+            modern=modern,
+        )
+
+    async def _stream_answers(
+        self,
+        session: Session,
+        requests: list[Message],
+        is_batch: bool,
+        sink: Sink,
+        forwarder: asyncio.Future[None],
+        watcher: asyncio.Future[None] | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        wants_json: bool,
+        wants_sse: bool,
+        *,
+        new_session: bool,
+        modern: bool,
+    ) -> None:
+        """Answer a POST from its sink: one JSON body, or an SSE stream once anything else comes first."""
         extra: list[tuple[bytes, bytes]] = []
         if new_session:
             extra.append((b"mcp-session-id", session.id.encode()))
@@ -344,11 +501,7 @@ class StreamableEndpoint:
     async def _answer_json(
         session: Session, msg: Message, backend_status: int | None, send: Send, new_session: bool, modern: bool
     ) -> None:
-        status = 200
-        if modern and backend_status is not None:
-            status = backend_status
-        elif modern and msg.is_error:
-            status = error_status(msg)
+        status = modern_status(msg, backend_status) if modern else 200
         headers = (
             [(b"mcp-session-id", session.id.encode())] if new_session and session.init_result is not None else None
         )

@@ -15,7 +15,8 @@ import asyncio
 import collections
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -76,6 +77,15 @@ def _target(url: str) -> _Target:
     return _Target(parts.scheme, host, port, path.encode(), host_header.encode())
 
 
+def _encode_request(t: _Target, method: str, body: bytes, headers: Mapping[str, str] | None) -> bytes:
+    lines = [f"{method} ".encode() + t.path + b" HTTP/1.1\r\nHost: " + t.host_header]
+    if headers:
+        lines.extend(f"{k}: {v}".encode("latin-1") for k, v in headers.items())
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(b"Content-Length: " + str(len(body)).encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
 class Response:
     """One response: status and headers at once, the body as it arrives."""
 
@@ -83,7 +93,7 @@ class Response:
         self._conn: _Connection | None = conn
         self.status = 0
         self.headers: dict[str, str] = {}  # names in lower case
-        self.head: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.head: asyncio.Future[None] = conn.loop.create_future()
         self.complete = False
         self.keep_alive = False
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -92,6 +102,9 @@ class Response:
         self._waiter: asyncio.Future[None] | None = None
         self._whole = False  # read() wants the whole body: no flow control, a size limit instead
         self.until_eof = False  # no length and not chunked: the body ends when the connection does
+        # Set by a caller that takes the response without a task (`HTTPClient.send_now`): called
+        # when the head is in, as body bytes arrive, when it ends and when it fails.
+        self.on_progress: Callable[[Response], None] | None = None
 
     # -- fed by the connection
     def _feed(self, data: bytes) -> None:
@@ -118,6 +131,25 @@ class Response:
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
+        if self.on_progress is not None:
+            self.on_progress(self)
+
+    @property
+    def failure(self) -> OSError | None:
+        return self._error
+
+    def take_body(self) -> bytes:
+        """The whole body of a complete response, read without waiting (see `on_progress`)."""
+        assert self.complete
+        body = b"".join(self._chunks) if len(self._chunks) != 1 else self._chunks[0]
+        self._chunks.clear()
+        self._buffered = 0
+        self.release()
+        return body
+
+    @property
+    def buffered(self) -> int:
+        return self._buffered
 
     async def _wait(self) -> None:
         self._waiter = asyncio.get_running_loop().create_future()
@@ -179,6 +211,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, pool: HTTPClient, origin: tuple[str, str, int]) -> None:
         self.pool = pool
         self.origin = origin
+        self.loop = asyncio.get_running_loop()  # made inside the loop's create_connection
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.response: Response | None = None
@@ -237,6 +270,8 @@ class _Connection(asyncio.Protocol):
         resp.until_eof = "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
         if not resp.head.done():
             resp.head.set_result(None)
+            if resp.on_progress is not None:
+                resp.on_progress(resp)
 
     def on_body(self, body: bytes) -> None:
         if self.response is not None:
@@ -308,12 +343,7 @@ class HTTPClient:
     ) -> Response:
         """Send a request and return once the response's head is in. The caller must read or release it."""
         t = self._target(url)
-        lines = [f"{method} ".encode() + t.path + b" HTTP/1.1\r\nHost: " + t.host_header]
-        if headers:
-            lines.extend(f"{k}: {v}".encode("latin-1") for k, v in headers.items())
-        if body or method in ("POST", "PUT", "PATCH"):
-            lines.append(b"Content-Length: " + str(len(body)).encode())
-        data = b"\r\n".join(lines) + b"\r\n\r\n" + body
+        data = _encode_request(t, method, body, headers)
         retry = method in IDEMPOTENT
         if timeout is None:
             return await self._exchange(t, data, retry)
@@ -340,11 +370,37 @@ class HTTPClient:
                 raise
             return resp
 
+    def has_idle(self, url: str) -> bool:
+        """Whether `send_now` to `url` would find a kept-alive connection."""
+        idle = self._idle.get(self._target(url).origin)
+        if not idle:
+            return False
+        conn = idle[-1]
+        return not conn.closed and conn.idle_since >= time.monotonic() - IDLE_TTL
+
+    def send_now(
+        self, method: str, url: str, body: bytes, headers: Mapping[str, str], on_progress: Callable[[Response], None]
+    ) -> Response | None:
+        """Send on a kept-alive connection without waiting; None (nothing sent) if none is idle.
+
+        The hot path: no task waits for the answer; `on_progress` sees the response (its head,
+        its body as it arrives, its end or failure) from the connection's own callbacks. A
+        caller that needs to wait after all sets `on_progress` to None and awaits as usual.
+        """
+        t = self._target(url)
+        conn = self._take_idle(t.origin)
+        if conn is None:
+            return None
+        resp = Response(conn)
+        resp.on_progress = on_progress
+        conn.send(resp, _encode_request(t, method, body, headers))
+        return resp
+
     def _take_idle(self, origin: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(origin)
         if not idle:
             return None
-        oldest_usable = asyncio.get_running_loop().time() - IDLE_TTL
+        oldest_usable = time.monotonic() - IDLE_TTL
         while idle:
             conn = idle.pop()
             if conn.closed:
@@ -395,7 +451,7 @@ class HTTPClient:
         if self.closed or len(idle) >= MAX_IDLE_PER_HOST:
             conn.close()
             return
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = time.monotonic()
         idle.append(conn)
 
     def forget(self, conn: _Connection) -> None:

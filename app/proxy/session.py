@@ -57,6 +57,10 @@ RESENDABLE = frozenset(
         "ping",
     }
 )
+# Methods whose requests change what the session keeps (or hold a stream open): never on the hot path.
+STATEFUL_METHODS = frozenset(
+    {"initialize", "logging/setLevel", "resources/subscribe", "resources/unsubscribe", "subscriptions/listen"}
+)
 # Capabilities whose loss makes a session impossible to keep honestly.
 KEPT_CAPABILITIES = ("tools", "resources", "prompts", "logging", "completions")
 
@@ -97,6 +101,7 @@ class Pending:
     # A shared session renames the client's id and progress token on the way to the backend; the
     # client's own bytes are put back on the way out.
     client_raw_id: bytes | None = None
+    renamed: bool = False  # sent under a backend id of the session's own (client_raw_id restores it)
     client_token: str | int | None = None
     client_raw_token: bytes | None = None
     # Set when the request is re-sent after its backend died: the hold counts from the first loss.
@@ -272,6 +277,47 @@ class Session:
 
     # ------------------------------------------------------------------ from the client
     async def client_request(self, msg: Message, sink: Sink | None, headers: Mapping[str, str] | None = None) -> None:
+        p = self._admit(msg, sink, headers)
+        if p is not None:
+            await self._forward(p)
+
+    def send_now(self, msg: Message, sink: Sink, headers: Mapping[str, str] | None) -> bool:
+        """The hot path: forward a plain modern-era request at once, its answer to `sink` without a task.
+
+        Only when nothing can make it wait or need the full path: the channel is up and can send on
+        a kept-alive connection, and the method is one the session keeps no state for. False means
+        nothing happened (use `client_request`); True that the request is in flight like any other.
+        """
+        ch = self.channel
+        if (
+            self.closed
+            or not self.shared
+            or msg.method in STATEFUL_METHODS
+            or not self._ready()
+            or not isinstance(ch, StreamableHTTPChannel)
+            or not ch.http.has_idle(ch.url)
+        ):
+            return False
+        p = self._admit(msg, sink, headers, keep_id=True)
+        if p is None:
+            return True  # answered already (into the sink)
+        p.sent_on = ch
+        if not ch.send_now(p.msg, p.headers):
+            self._spawn(self._forward(p))  # the idle connection went away after all
+            return True
+        if self.pending.get(p.backend_id) is p:
+            p.channel = ch
+        return True
+
+    def _admit(
+        self, msg: Message, sink: Sink | None, headers: Mapping[str, str] | None, keep_id: bool = False
+    ) -> Pending | None:
+        """Take a client's request in: its Pending, registered and shown; None if it was answered here.
+
+        `keep_id`: on a shared session, send the client's own id (its bytes untouched) when no
+        request in flight has it and it carries no progress token. Only where each request has
+        its own answer channel (an HTTP exchange), so equal ids of two clients never meet there.
+        """
         self.last_activity = time.time()
         method = msg.method or ""
         client_id = msg.id
@@ -282,11 +328,14 @@ class Session:
                 sink,
                 jsonrpc.error(client_id, jsonrpc.INVALID_REQUEST, f"session ended: {self.end_reason}"),
             )
-            return
+            return None
         token = jsonrpc.progress_token(msg)
         client_raw_id = client_raw_token = None
-        if self.shared:
+        renamed = self.shared and not (keep_id and token is None and client_id not in self.pending)
+        if renamed:
             backend_id: RequestId = f"{self.id}-{next(self._backend_ids)}"
+            while backend_id in self.pending:  # a client's own id may look like ours
+                backend_id = f"{self.id}-{next(self._backend_ids)}"
             out, client_raw_id = msg.swap(("id",), backend_id)
             if token is not None:
                 # Clients pick their tokens alone (the SDK uses the request id): on a shared
@@ -300,7 +349,7 @@ class Session:
                     sink,
                     jsonrpc.error(client_id, jsonrpc.INVALID_REQUEST, f"request id {client_id!r} is already in use"),
                 )
-                return
+                return None
         p = Pending(
             client_id,
             backend_id,
@@ -308,17 +357,18 @@ class Session:
             out,
             sink,
             headers,
-            token=backend_id if self.shared and token is not None else token,
+            token=backend_id if renamed and token is not None else token,
             client_raw_id=client_raw_id,
             client_token=token,
             client_raw_token=client_raw_token,
+            renamed=renamed,
         )
         p.listen = method == "subscriptions/listen"
         self._publish_traffic("client->backend", msg)
         if method == "ping" and not self._ready():
             # The client's liveness check is about the router; answer it while the backend is away.
             self._answer_local(msg, sink, jsonrpc.result(client_id, {}), publish=True)
-            return
+            return None
         if method == "initialize":
             if self.init_result is not None:
                 self._answer_local(
@@ -327,7 +377,7 @@ class Session:
                     jsonrpc.error(client_id, jsonrpc.INVALID_REQUEST, "session is already initialized"),
                     publish=True,
                 )
-                return
+                return None
             self.init_msg = msg
             info = msg.params.get("clientInfo")
             self.client_info = info if isinstance(info, dict) else None
@@ -343,7 +393,7 @@ class Session:
         self.pending[backend_id] = p
         if p.token is not None:
             self._by_token[p.token] = p
-        await self._forward(p)
+        return p
 
     def _ready(self) -> bool:
         ch = self.channel
@@ -366,7 +416,7 @@ class Session:
             if resent:
                 # Shown before it goes: a JSON answer is delivered before the send returns.
                 resent = False
-                shown = p.msg.with_value(("id",), p.client_id, p.client_raw_id) if self.shared else p.msg
+                shown = p.msg.with_value(("id",), p.client_id, p.client_raw_id) if p.renamed else p.msg
                 self._publish_traffic("router->backend", shown, method=p.method, resent=True)
             if await self._send_pending(ch, p):
                 return
@@ -604,7 +654,7 @@ class Session:
                 self.backend.report_failure(str(msg.data["error"].get("message")))
                 return
         self._pop(p)
-        out = msg.with_value(("id",), p.client_id, p.client_raw_id) if self.shared else msg
+        out = msg.with_value(("id",), p.client_id, p.client_raw_id) if p.renamed else msg
         if p.method == "initialize" and not msg.is_error:
             out = self._initialized(channel, out)
         self._publish_traffic("backend->client", out, time.perf_counter() - p.started, p.method)
@@ -656,7 +706,7 @@ class Session:
                     if p.acknowledged:
                         return  # a re-opened stream acknowledges again; the client has its ack
                     p.acknowledged = True
-                if self.shared:
+                if p.renamed:
                     out = out.with_value(
                         ("params", "_meta", jsonrpc.META_SUBSCRIPTION_ID), p.client_id, p.client_raw_id
                     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from app.proxy.jsonrpc import Message, RequestId, notification
 from app.proxy.sse import encode as sse_encode
@@ -108,6 +109,53 @@ class Inbox:
     def release(self, cost: int) -> None:
         self.bytes -= cost
         self.count -= 1
+
+
+class DirectReply(Protocol):
+    """How the hot path answers a request with no task of its own (the router's uvicorn protocol)."""
+
+    def respond(self, status: int, body: bytes) -> None:
+        """Write the whole JSON answer now."""
+
+    def hand_over(self) -> None:
+        """Serve the request through the ASGI app after all (its scope says what was already done)."""
+
+
+class DirectSink(Sink):
+    """The sink of a hot-path request: its JSON answer is written the moment it arrives.
+
+    Anything else arriving first (a notification, a request from the server) needs the endpoint's
+    answer stream: the sink hands the exchange over and from then on queues like any other. Its
+    queue is made only then: the common case never needs one.
+    """
+
+    __slots__ = ("reply", "request_id", "status_of")
+
+    def __init__(
+        self, reply: DirectReply, request_id: RequestId | None, status_of: Callable[[Message, int | None], int]
+    ) -> None:  # no super().__init__(): the queue waits for a hand-over
+        self.closed = False
+        self.limit = SINK_BYTES
+        self.overflowed = 0
+        self.on_overflow = None
+        self.reply: DirectReply | None = reply
+        self.request_id = request_id
+        self.status_of = status_of
+
+    def put(self, msg: Message, status: int | None = None) -> None:
+        reply = self.reply
+        if reply is None:
+            if not self.closed:
+                super().put(msg, status)
+            return
+        self.reply = None
+        if msg.is_response and msg.id == self.request_id:
+            self.closed = True
+            reply.respond(self.status_of(msg, status), msg.raw)
+            return
+        self.queue = _CostedQueue()
+        super().put(msg, status)
+        reply.hand_over()
 
 
 class Outbox:

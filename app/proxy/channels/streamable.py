@@ -15,6 +15,9 @@ from app.proxy.jsonrpc import Message, RequestId
 from app.proxy.sse import SSEDecoder
 
 ACCEPT = "application/json, text/event-stream"
+# A JSON answer up to this size, arrived whole, is handled in the connection's callback (`send_now`);
+# a larger one goes the usual way, where --max-message and the paced writes apply.
+FAST_ANSWER_MAX = 256 * 1024
 
 
 def _describe(m: Message) -> str:
@@ -69,11 +72,63 @@ class StreamableHTTPChannel(HTTPChannel):
             if self.mode == "handshake":
                 self.lost(reason)
             return
+        await self._answered(msg, resp)
+
+    async def _answered(self, msg: Message, resp: Response) -> None:
         try:
             await self._handle_response(msg, resp)
         except BaseException:
             resp.release()
             raise
+
+    def send_now(self, msg: Message, headers: Mapping[str, str] | None = None) -> bool:
+        """Send a modern-era request on a kept-alive connection, its answer taken without a task.
+
+        False, with nothing sent, when no connection is idle (`send` then makes one). A JSON
+        answer that arrives whole is delivered from the connection's callbacks; anything else (an
+        SSE stream, a body still coming, a failure before the head) goes to the usual coroutine.
+        """
+        if not self.alive:
+            return False
+        resp = self.http.send_now("POST", self.url, msg.raw, self._headers(headers), lambda r: self._progress(msg, r))
+        return resp is not None
+
+    def _progress(self, msg: Message, resp: Response) -> None:
+        if resp.complete:
+            resp.on_progress = None
+            ctype = resp.headers.get("content-type", "")
+            if resp.status == 202 or not ctype.startswith("application/json") or resp.buffered > FAST_ANSWER_MAX:
+                self._spawn_answer(msg, resp)
+                return
+            try:
+                self._handle_body(msg, resp.status, ctype, resp.take_body())
+            except Exception as exc:  # a bug here must fail one request, not the connection
+                self.listener.on_backend_log(self, f"router error on the answer to {msg.id!r}: {exc!r}")
+                self._request_failed(msg.id, f"the router could not handle the answer: {exc!r}")
+            return
+        if resp.failure is not None:
+            resp.on_progress = None
+            resp.release()
+            broke = "broke" if resp.status == 0 else "broke while answering"
+            self._request_failed(msg.id, f"backend connection {broke}: {resp.failure}")
+            return
+        if resp.status == 0:
+            return  # no head yet
+        if resp.buffered > FAST_ANSWER_MAX or resp.status == 202:
+            resp.on_progress = None
+            self._spawn_answer(msg, resp)
+            return
+        if not resp.headers.get("content-type", "").startswith("application/json"):
+            # An SSE stream (or anything else): read by the usual coroutine, as it arrives.
+            resp.on_progress = None
+            self._spawn_answer(msg, resp)
+
+    def _spawn_answer(self, msg: Message, resp: Response) -> None:
+        task = asyncio.ensure_future(self._answered(msg, resp))
+        if msg.id is not None:
+            rid = msg.id
+            self._streams[rid] = task
+            task.add_done_callback(lambda _t: self._forget_stream(rid, _t))
 
     async def _handle_response(self, msg: Message, resp: Response) -> None:
         status = resp.status
@@ -109,6 +164,9 @@ class StreamableHTTPChannel(HTTPChannel):
             return
         finally:
             resp.release()
+        self._handle_body(msg, status, ctype, body)
+
+    def _handle_body(self, msg: Message, status: int, ctype: str, body: bytes) -> None:
         if ctype.startswith("application/json") and body:
             try:
                 messages, _ = jsonrpc.parse_body(body)
