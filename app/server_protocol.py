@@ -103,15 +103,16 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self._partial:
             data = self._partial + data
             self._partial = b""
+        post_now = self._direct_app
         if (
-            self._direct_app is not None
+            post_now is not None
             and not self._in_message
             and (self.cycle is None or self.cycle.response_complete)
             and not self.pipeline
             and data.startswith(b"POST ")
         ):
             self._unset_keepalive_if_required()
-            used = self._offer(data)
+            used = self._offer(post_now, data)
             if used is None:
                 return  # held (incomplete) or taken whole
             data = used
@@ -119,7 +120,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 return
         super().data_received(data)
 
-    def _offer(self, data: bytes) -> bytes | None:
+    def _offer(self, post_now: Callable[[Any, bytes, _DirectReply], bool], data: bytes) -> bytes | None:
         """Serve `data`'s first request on the hot path if the app takes it.
 
         Returns the bytes uvicorn must still see (all of them when the app declined), or None
@@ -169,7 +170,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         reply = _DirectReply(self, scope, data[end + 4 : body_end])
         self._direct = reply
         try:
-            taken = bool(self._direct_app(scope, reply.body, reply))
+            taken = bool(post_now(scope, reply.body, reply))
         except Exception:  # the full path answers it, errors included
             self.logger.exception("the hot path failed on a request; serving it the usual way")
             taken = False

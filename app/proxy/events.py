@@ -320,21 +320,27 @@ class Subscription:
         self.closed = True
         self._wakeup.set()
         self._bus._subscribers.discard(self)
+        self._bus._wanted.clear()
 
 
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
+        self._wanted: dict[type[Event], bool] = {}  # `wants`, remembered until the subscribers change
 
     def subscribe(self, maxsize: int = 10_000, kinds: Iterable[type[Event]] | None = None) -> Subscription:
         """A queue of the events published from now on: of the given kinds, or of every kind."""
         sub = Subscription(self, maxsize, None if kinds is None else frozenset(kinds))
         self._subscribers.add(sub)
+        self._wanted.clear()
         return sub
 
     def wants(self, kind: type[Event]) -> bool:
         """Whether anyone listens for this kind: the hot path builds no event nobody reads."""
-        return any(sub.kinds is None or kind in sub.kinds for sub in self._subscribers)
+        wanted = self._wanted.get(kind)
+        if wanted is None:
+            wanted = self._wanted[kind] = any(sub.kinds is None or kind in sub.kinds for sub in self._subscribers)
+        return wanted
 
     def publish(self, event: Event) -> None:
         kind = type(event)

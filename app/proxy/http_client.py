@@ -103,7 +103,7 @@ class Response:
         self._whole = False  # read() wants the whole body: no flow control, a size limit instead
         self.until_eof = False  # no length and not chunked: the body ends when the connection does
         # Set by a caller that takes the response without a task (`HTTPClient.send_now`): called
-        # when the head is in, as body bytes arrive, when it ends and when it fails.
+        # when the head is in, when the body passes READ_HIGH_WATER, when it ends and when it fails.
         self.on_progress: Callable[[Response], None] | None = None
 
     # -- fed by the connection
@@ -111,8 +111,13 @@ class Response:
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > READ_HIGH_WATER and self._conn is not None and not self._whole:
-            self._conn.pause()
-        self._wake()
+            if self.on_progress is not None:
+                self.on_progress(self)  # past the bound: it must take over (and read) before we pause
+            if self.on_progress is None:
+                self._conn.pause()
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     def _finish(self) -> None:
         self.complete = True
@@ -370,30 +375,28 @@ class HTTPClient:
                 raise
             return resp
 
-    def has_idle(self, url: str) -> bool:
-        """Whether `send_now` to `url` would find a kept-alive connection."""
-        idle = self._idle.get(self._target(url).origin)
-        if not idle:
-            return False
-        conn = idle[-1]
-        return not conn.closed and conn.idle_since >= time.monotonic() - IDLE_TTL
+    def take_idle(self, url: str) -> _Connection | None:
+        """A kept-alive connection to `url` for `send_now`, if one is idle (give it back with `put_idle`)."""
+        return self._take_idle(self._target(url).origin)
 
     def send_now(
-        self, method: str, url: str, body: bytes, headers: Mapping[str, str], on_progress: Callable[[Response], None]
-    ) -> Response | None:
-        """Send on a kept-alive connection without waiting; None (nothing sent) if none is idle.
+        self,
+        conn: _Connection,
+        method: str,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        on_progress: Callable[[Response], None],
+    ) -> Response:
+        """Send on `conn` (from `take_idle`) without waiting.
 
         The hot path: no task waits for the answer; `on_progress` sees the response (its head,
-        its body as it arrives, its end or failure) from the connection's own callbacks. A
-        caller that needs to wait after all sets `on_progress` to None and awaits as usual.
+        its end or failure) from the connection's own callbacks. A caller that needs to wait
+        after all sets `on_progress` to None and awaits as usual.
         """
-        t = self._target(url)
-        conn = self._take_idle(t.origin)
-        if conn is None:
-            return None
         resp = Response(conn)
         resp.on_progress = on_progress
-        conn.send(resp, _encode_request(t, method, body, headers))
+        conn.send(resp, _encode_request(self._target(url), method, body, headers))
         return resp
 
     def _take_idle(self, origin: tuple[str, str, int]) -> _Connection | None:

@@ -295,18 +295,18 @@ class Session:
             or msg.method in STATEFUL_METHODS
             or not self._ready()
             or not isinstance(ch, StreamableHTTPChannel)
-            or not ch.http.has_idle(ch.url)
         ):
+            return False
+        conn = ch.idle_connection()
+        if conn is None:
             return False
         p = self._admit(msg, sink, headers, keep_id=True)
         if p is None:
+            ch.http.put_idle(conn)
             return True  # answered already (into the sink)
         p.sent_on = ch
-        if not ch.send_now(p.msg, p.headers):
-            self._spawn(self._forward(p))  # the idle connection went away after all
-            return True
-        if self.pending.get(p.backend_id) is p:
-            p.channel = ch
+        p.channel = ch
+        ch.send_now(conn, p.msg, p.headers)
         return True
 
     def _admit(

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from app.proxy import jsonrpc
 from app.proxy.channels.base import BackendUnavailable
 from app.proxy.channels.http import CONNECT_ERRORS, HTTPChannel
-from app.proxy.http_client import BodyTooLarge, ConnectFailed, Response
+from app.proxy.http_client import BodyTooLarge, ConnectFailed, Response, _Connection
 from app.proxy.jsonrpc import Message, RequestId
 from app.proxy.sse import SSEDecoder
 
@@ -81,21 +81,31 @@ class StreamableHTTPChannel(HTTPChannel):
             resp.release()
             raise
 
-    def send_now(self, msg: Message, headers: Mapping[str, str] | None = None) -> bool:
-        """Send a modern-era request on a kept-alive connection, its answer taken without a task.
+    def idle_connection(self) -> _Connection | None:
+        """A kept-alive connection for `send_now`, if one is idle."""
+        return self.http.take_idle(self.url) if self.alive else None
 
-        False, with nothing sent, when no connection is idle (`send` then makes one). A JSON
-        answer that arrives whole is delivered from the connection's callbacks; anything else (an
-        SSE stream, a body still coming, a failure before the head) goes to the usual coroutine.
+    def send_now(self, conn: _Connection, msg: Message, headers: Mapping[str, str] | None = None) -> None:
+        """Send a modern-era request on `conn`, its answer taken without a task.
+
+        A JSON answer that arrives whole is delivered from the connection's callbacks; anything
+        else (an SSE stream, a large body, a failure) goes to the usual coroutine.
         """
-        if not self.alive:
-            return False
-        resp = self.http.send_now("POST", self.url, msg.raw, self._headers(headers), lambda r: self._progress(msg, r))
-        return resp is not None
+        resp = self.http.send_now(
+            conn, "POST", self.url, msg.raw, self._headers(headers), lambda r: self._progress(msg, r)
+        )
+        if msg.id is not None:
+            self._waiting_now[msg.id] = resp
+
+    @functools.cached_property
+    def _waiting_now(self) -> dict[RequestId, Response]:
+        """Hot-path requests whose answer has not come, by request id (to cancel them)."""
+        return {}
 
     def _progress(self, msg: Message, resp: Response) -> None:
         if resp.complete:
             resp.on_progress = None
+            self._forget_now(msg, resp)
             ctype = resp.headers.get("content-type", "")
             if resp.status == 202 or not ctype.startswith("application/json") or resp.buffered > FAST_ANSWER_MAX:
                 self._spawn_answer(msg, resp)
@@ -108,6 +118,7 @@ class StreamableHTTPChannel(HTTPChannel):
             return
         if resp.failure is not None:
             resp.on_progress = None
+            self._forget_now(msg, resp)
             resp.release()
             broke = "broke" if resp.status == 0 else "broke while answering"
             self._request_failed(msg.id, f"backend connection {broke}: {resp.failure}")
@@ -123,7 +134,12 @@ class StreamableHTTPChannel(HTTPChannel):
             resp.on_progress = None
             self._spawn_answer(msg, resp)
 
+    def _forget_now(self, msg: Message, resp: Response) -> None:
+        if msg.id is not None and self._waiting_now.get(msg.id) is resp:
+            del self._waiting_now[msg.id]
+
     def _spawn_answer(self, msg: Message, resp: Response) -> None:
+        self._forget_now(msg, resp)
         task = asyncio.ensure_future(self._answered(msg, resp))
         if msg.id is not None:
             rid = msg.id
@@ -354,6 +370,11 @@ class StreamableHTTPChannel(HTTPChannel):
         task = self._streams.pop(request_id, None)
         if task is not None:
             task.cancel()
+        resp = self._waiting_now.pop(request_id, None)
+        if resp is not None:
+            # Modern era: the backend learns of a cancellation by its request's stream closing.
+            resp.on_progress = None
+            resp.release()
 
     async def close(self) -> None:
         self.closing = True
