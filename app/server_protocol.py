@@ -308,7 +308,7 @@ def _parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], int] | N
             return None
         names.append(name)
         name = name.lower()
-        value = value.strip(b" \t")
+        value = value.lstrip(b" \t")  # trailing whitespace is kept, as httptools keeps it
         if name == b"content-length":
             if length >= 0 or not value.isdigit():
                 return None
