@@ -300,23 +300,31 @@ class Session:
         conn = ch.idle_connection()
         if conn is None:
             return False
-        p = self._admit(msg, sink, headers, keep_id=True)
+        p = self._admit(msg, sink, headers, keep_id=True, shown=False)
         if p is None:
             ch.http.put_idle(conn)
             return True  # answered already (into the sink)
         p.sent_on = ch
         p.channel = ch
         ch.send_now(conn, p.msg, p.headers)
+        self._publish_traffic("client->backend", msg)  # after the send: its answer cannot come before
         return True
 
     def _admit(
-        self, msg: Message, sink: Sink | None, headers: Mapping[str, str] | None, keep_id: bool = False
+        self,
+        msg: Message,
+        sink: Sink | None,
+        headers: Mapping[str, str] | None,
+        keep_id: bool = False,
+        shown: bool = True,
     ) -> Pending | None:
         """Take a client's request in: its Pending, registered and shown; None if it was answered here.
 
         `keep_id`: on a shared session, send the client's own id (its bytes untouched) when no
         request in flight has it and it carries no progress token. Only where each request has
         its own answer channel (an HTTP exchange), so equal ids of two clients never meet there.
+        `shown=False`: the caller publishes the request's event (once it is sent) unless this
+        answers it here (then it is published here, before the answer).
         """
         self.last_activity = time.time()
         method = msg.method or ""
@@ -364,7 +372,8 @@ class Session:
             renamed=renamed,
         )
         p.listen = method == "subscriptions/listen"
-        self._publish_traffic("client->backend", msg)
+        if shown or self.closed or method in STATEFUL_METHODS or (method == "ping" and not self._ready()):
+            self._publish_traffic("client->backend", msg)
         if method == "ping" and not self._ready():
             # The client's liveness check is about the router; answer it while the backend is away.
             self._answer_local(msg, sink, jsonrpc.result(client_id, {}), publish=True)
@@ -657,8 +666,9 @@ class Session:
         out = msg.with_value(("id",), p.client_id, p.client_raw_id) if p.renamed else msg
         if p.method == "initialize" and not msg.is_error:
             out = self._initialized(channel, out)
-        self._publish_traffic("backend->client", out, time.perf_counter() - p.started, p.method)
-        self._deliver(out, p, status)
+        latency = time.perf_counter() - p.started
+        self._deliver(out, p, status)  # the client first: the event is for views, which poll anyway
+        self._publish_traffic("backend->client", out, latency, p.method)
 
     def _backend_notification(self, channel: Channel, msg: Message, related: RequestId | None) -> None:
         p = self.pending.get(related) if related is not None else None
