@@ -91,6 +91,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._direct: _DirectReply | None = None  # the hot-path request in flight
         self._backlog = b""  # what the client sent meanwhile (pipelined), served after it
         self._close_after = False  # shut down while a hot-path request was in flight
+        self._last_activity = 0.0  # loop time of the last request or answer (the keep-alive timer's)
         self._direct_app: Callable[[Any, bytes, _DirectReply], bool] | None = getattr(self.app, "post_now", None)
 
     # -- the hot path
@@ -111,7 +112,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             and not self.pipeline
             and data.startswith(b"POST ")
         ):
-            self._unset_keepalive_if_required()
+            # The keep-alive timer stays armed: it checks for activity when it fires (one timer
+            # per idle spell, not one per call).
+            self._last_activity = self.loop.time()
             used = self._offer(post_now, data)
             if used is None:
                 return  # held (incomplete) or taken whole
@@ -205,10 +208,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             transport.close()
             return
         self.flow.resume_reading()
+        self._last_activity = self.loop.time()
         backlog, self._backlog = self._backlog, b""
         if backlog:
             self.data_received(backlog)
-        elif self._direct is None and (self.cycle is None or self.cycle.response_complete):
+        elif self.timeout_keep_alive_task is None:
             self.timeout_keep_alive_task = self.loop.call_later(
                 self.timeout_keep_alive, self.timeout_keep_alive_handler
             )
@@ -255,6 +259,22 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         scope.setdefault(DISCONNECT_HOOKS, [])
         scope.setdefault(ABORT_HOOK, self.transport.abort)
         super()._start_asgi_task(cycle, app)
+
+    def on_response_complete(self) -> None:
+        self._last_activity = self.loop.time()
+        super().on_response_complete()
+
+    def timeout_keep_alive_handler(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._direct is not None or (self.cycle is not None and not self.cycle.response_complete):
+            return  # a request in flight: the timer is armed again when it is answered
+        idle = self.loop.time() - self._last_activity
+        if idle < self.timeout_keep_alive:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive - idle, self.timeout_keep_alive_handler
+            )
+            return
+        super().timeout_keep_alive_handler()
 
     def shutdown(self) -> None:
         if self._direct is not None:

@@ -58,12 +58,15 @@ class Message:
     cannot hold (lone surrogates, 1e400, very deep nesting): the bytes are the message.
     """
 
-    __slots__ = ("_raw", "data", "exact")
+    __slots__ = ("_raw", "data", "exact", "id")
 
     def __init__(self, data: JSON, raw: bytes | None = None, exact: bool = True) -> None:
         self.data = data
         self._raw = raw
         self.exact = exact
+        i = data.get("id")
+        # Exact types (what a decoder gives): a bool is no id. Read once: the hot path asks often.
+        self.id: RequestId | None = i if type(i) is int or type(i) is str else None
 
     @property
     def raw(self) -> bytes:
@@ -124,12 +127,6 @@ class Message:
     def method(self) -> str | None:
         m = self.data.get("method")
         return m if isinstance(m, str) else None
-
-    @property
-    def id(self) -> RequestId | None:
-        i = self.data.get("id")
-        # Exact types (what a decoder gives): a bool is no id. Cheaper than isinstance, and hot.
-        return i if type(i) is int or type(i) is str else None
 
     @property
     def is_request(self) -> bool:
