@@ -280,10 +280,11 @@ class StreamableEndpoint:
         if not session.send_now(request, sink, forwarded):
             del scope[HANDED_OVER]
             return False
-        self.router.modern_clients.seen(session.backend.name, request.params, version)
+        # Sent: from here on the request is this path's, whatever happens (never sent twice).
         hooks: list[Callable[[], None]] | None = scope.get(DISCONNECT_HOOKS)
         if hooks is not None and sink.reply is not None:
             hooks.append(functools.partial(self._gone_now, session, request, sink))
+        self.router.modern_clients.seen(session.backend.name, request.params, version)
         return True
 
     def _gone_now(self, session: Session, request: Message, sink: DirectSink) -> None:

@@ -307,7 +307,12 @@ class Session:
         p.sent_on = ch
         p.channel = ch
         ch.send_now(conn, p.msg, p.headers)
-        self._publish_traffic("client->backend", msg)  # after the send: its answer cannot come before
+        # After the send (its answer cannot come before). Sent, it is this path's whatever happens:
+        # a failure here must not send it again by the full path.
+        try:
+            self._publish_traffic("client->backend", msg)
+        except Exception as exc:  # a bug in building the event: the call itself is fine
+            self.router.log(self.backend.name, f"could not show a request in the trace: {exc!r}")
         return True
 
     def _admit(
