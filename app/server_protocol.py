@@ -140,6 +140,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                     self._partial = data
                     return None
                 return data
+            if data[:end].lower().find(b"\r\nmcp-session-id:") >= 0:
+                return data  # a session's request: the full path's (the hot path takes only the stateless)
             parsed = _parse_head(data[: end + 4])
             if parsed is None:
                 return data

@@ -128,7 +128,9 @@ def preview(value: Any, budget: int = PREVIEW_CHARS) -> Any:
         return leaf(value)
     out: Any = {} if isinstance(value, dict) else []
     # Frames: the entries still to copy, the copy, how many entries the original has and has given.
-    stack: list[list[Any]] = [[iter(value.items() if isinstance(value, dict) else enumerate(value)), out, len(value), 0]]
+    stack: list[list[Any]] = [
+        [iter(value.items() if isinstance(value, dict) else enumerate(value)), out, len(value), 0]
+    ]
     while stack:
         frame = stack[-1]
         entries, dst, total = frame[0], frame[1], frame[2]

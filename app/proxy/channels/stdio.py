@@ -148,6 +148,7 @@ class StdioChannel(Channel):
             return
         for m in messages:
             self.listener.on_backend_message(self, m, None, None)
+
     async def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         stderr = self.proc.stderr
