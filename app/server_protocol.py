@@ -155,22 +155,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._partial_head = (end, request)  # the head is whole: only the body is awaited
             return None
         path, _, query = target.partition(b"?")
+        # What the hot path reads; the rest of an ASGI scope is added if it hands the request over.
         scope = {
             "type": "http",
-            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
-            "http_version": "1.1",
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "root_path": self.root_path,
-            "headers": headers,
-            "state": self.app_state.copy(),
             "method": "POST",
             "path": self.root_path + path.decode("ascii"),
-            "raw_path": self.root_path.encode("ascii") + path,
+            "raw_path": path,
             "query_string": query,
+            "headers": headers,
             DISCONNECT_HOOKS: [],
-            ABORT_HOOK: self.transport.abort,
         }
         reply = _DirectReply(self, scope, data[end + 4 : body_end])
         self._direct = reply
@@ -224,6 +217,19 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self._direct is not reply:
             return
         self._direct = None
+        scope = reply.scope
+        scope.update(
+            {
+                "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+                "http_version": "1.1",
+                "server": self.server,
+                "client": self.client,
+                "scheme": self.scheme,
+                "root_path": self.root_path,
+                "raw_path": self.root_path.encode("ascii") + scope["raw_path"],
+                "state": self.app_state.copy(),
+            }
+        )
         cycle = RequestResponseCycle(
             scope=reply.scope,
             transport=self.transport,
