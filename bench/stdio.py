@@ -1,0 +1,233 @@
+"""A stdio backend served over HTTP: what the router adds per call over a direct stdio client.
+
+    .venv/bin/python bench/stdio.py                  # 1500 interleaved calls per variant and era
+    .venv/bin/python bench/stdio.py --calls 3000
+    .venv/bin/python bench/stdio.py --mcp-proxy /tmp/mcp-proxy/bin/mcp-proxy
+
+Every variant runs the same stdio server, tests/servers/fixture.py --transport stdio:
+  direct stdio   SDK stdio client -> a fixture process it spawns itself
+  router         SDK client over Streamable HTTP -> `python -m app --no-ui --quiet -b fx=COMMAND`
+                 -> the fixture process the router spawns (handshake era: one per session;
+                 modern era: the backend's shared one)
+  mcp-proxy      SDK client over Streamable HTTP -> `mcp-proxy COMMAND` (sparfenyuk's, PyPI) ->
+                 the fixture process it spawns. Optional: the column is skipped with a note when
+                 no mcp-proxy is found (--mcp-proxy PATH, else `mcp-proxy` on PATH), or when it
+                 cannot serve an era. Install it into a throwaway venv, never into the project's:
+                 python3 -m venv /tmp/mcp-proxy && /tmp/mcp-proxy/bin/pip install 'mcp-proxy==0.13.*'
+
+Per era (2026-07-28 "modern", then 2025-11-25 "handshake"; the direct client speaks the same era
+over stdio) one SDK client per variant is open at once; after 100 warm-up calls each, every round
+calls `tools/call echo` once on each variant in a rotating order, so every variant sees the same
+machine state. The result is a markdown table per era on stdout, as bench/floor.py prints it: p50,
+p99, and the p50 overhead against direct stdio in % and in µs. Progress goes to stderr, with the
+router's pid (for `py-spy record --pid`).
+
+Every process runs in its own session on 127.0.0.1 and is stopped by pid (SIGTERM, then SIGKILL
+after a grace period) when the run ends: normally, on an error, on Ctrl-C or on SIGTERM. A stdio
+client stops the fixture process it spawned when it closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+SCRIPT = Path(__file__).resolve()
+ROOT = SCRIPT.parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `python bench/stdio.py` puts bench/ first, not the repo
+
+from bench.floor import HOST, WARMUP, _echo, _loadavg, _process, _table, _tail  # noqa: E402
+from tests.support.procs import free_port, stdio_command  # noqa: E402
+
+if TYPE_CHECKING:
+    from mcp.client import Client
+
+ERAS: tuple[tuple[str, str], ...] = (
+    ("modern", "modern era (2026-07-28)"),
+    ("handshake", "handshake era (2025-11-25)"),
+)
+
+
+def log(message: str) -> None:
+    print(f"stdio: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Variant:
+    name: str
+    # era -> an open SDK client for it
+    connect: Callable[[str], contextlib.AbstractAsyncContextManager[Client]]
+    times: list[float] = field(default_factory=list)
+
+
+def _direct(command: str) -> Callable[[str], contextlib.AbstractAsyncContextManager[Client]]:
+    def connect(era: str) -> contextlib.AbstractAsyncContextManager[Client]:
+        from tests.support.clients import MODERN_VERSION, connect
+
+        return connect(command, "stdio", protocol_version=MODERN_VERSION if era == "modern" else None)
+
+    return connect
+
+
+def _http(url: str) -> Callable[[str], contextlib.AbstractAsyncContextManager[Client]]:
+    def connect(era: str) -> contextlib.AbstractAsyncContextManager[Client]:
+        from tests.support.clients import connect
+
+        return connect(url, "streamable-modern" if era == "modern" else "streamable-handshake")
+
+    return connect
+
+
+def _find_mcp_proxy(given: str | None) -> str | None:
+    if given:
+        return given if os.access(given, os.X_OK) else None
+    return shutil.which("mcp-proxy")
+
+
+def _version(executable: str) -> str:
+    try:
+        out = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (out.stdout or out.stderr).strip().splitlines()[-1] if (out.stdout or out.stderr).strip() else "?"
+
+
+@contextlib.asynccontextmanager
+async def _process_group(what: str, argv: list[str], port: int, stderr_path: Path) -> AsyncIterator[int]:
+    """A hop in its own session; on the way out its whole group goes (its stdio children with it)."""
+    pgid: int | None = None
+    try:
+        with stderr_path.open("w") as err:
+            async with _process(what, argv, port, stdout=asyncio.subprocess.DEVNULL, stderr=err) as proc:
+                pgid = proc.pid  # start_new_session: the group is the one this pid leads
+                yield proc.pid
+    finally:
+        if pgid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)  # a child left behind by a hop that did not stop it
+
+
+async def _start_variants(stack: contextlib.AsyncExitStack, tmp: Path, mcp_proxy: str | None) -> list[Variant]:
+    command = stdio_command(name="stdio-bench")
+    variants = [Variant("direct stdio", _direct(command))]
+
+    port = free_port()
+    log(f"starting the router (--quiet) on {HOST}:{port}")
+    argv = [sys.executable, "-m", "app", "--no-ui", "--quiet", "--host", HOST, "--port", str(port)]
+    argv += ["-b", f"fx={command}", "--no-persist"]  # the user's saved backends stay out of the measurement
+    errors = tmp / "router.stderr"
+    try:
+        pid = await stack.enter_async_context(_process_group("the router", argv, port, errors))
+    except (RuntimeError, TimeoutError) as exc:
+        log(f"the router did not start, skipping its column: {exc}\n{_tail(errors)}")
+    else:
+        log(f"the router is pid {pid}")
+        variants.append(Variant("router", _http(f"http://{HOST}:{port}/mcp/fx")))
+
+    if mcp_proxy is None:
+        log("no mcp-proxy found: skipping its column (--mcp-proxy PATH; see the docstring to install it)")
+        return variants
+    port = free_port()
+    log(f"starting {_version(mcp_proxy)} ({mcp_proxy}) on {HOST}:{port}")
+    argv = [mcp_proxy, "--host", HOST, "--port", str(port), "--log-level", "WARNING", "--", *shlex.split(command)]
+    errors = tmp / "mcp-proxy.stderr"
+    try:
+        await stack.enter_async_context(_process_group("mcp-proxy", argv, port, errors))
+    except (RuntimeError, TimeoutError) as exc:
+        log(f"mcp-proxy did not start, skipping its column: {exc}\n{_tail(errors)}")
+    else:
+        variants.append(Variant("mcp-proxy", _http(f"http://{HOST}:{port}/mcp")))
+    return variants
+
+
+def _short(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {str(exc)[:120]}"
+
+
+async def _measure_era(variants: list[Variant], era: str, calls: int) -> list[Variant]:
+    """Time `calls` interleaved calls per variant; returns the variants that could serve the era."""
+    for variant in variants:
+        variant.times = []
+    async with contextlib.AsyncExitStack() as stack:
+        pairs: list[tuple[Variant, Client]] = []
+        for variant in variants:
+            try:
+                client = await stack.enter_async_context(variant.connect(era))
+                await _echo(client)
+            except Exception as exc:
+                if variant is variants[0]:
+                    raise
+                log(f"{variant.name} cannot serve the {era} era, skipping its column: {_short(exc)}")
+                continue
+            pairs.append((variant, client))
+        for i in range(WARMUP):
+            for _, client in pairs[i % len(pairs) :] + pairs[: i % len(pairs)]:
+                await _echo(client)
+        for i in range(calls):
+            for variant, client in pairs[i % len(pairs) :] + pairs[: i % len(pairs)]:
+                start = time.perf_counter()
+                await _echo(client)
+                variant.times.append(time.perf_counter() - start)
+    return [v for v, _ in pairs]
+
+
+async def _measure(calls: int, mcp_proxy: str | None) -> None:
+    print(f"## stdio.py: {os.cpu_count()} cores, load average at start {_loadavg()}\n", flush=True)
+    with tempfile.TemporaryDirectory(prefix="stdio-bench-") as tmpdir:
+        async with contextlib.AsyncExitStack() as hops:
+            variants = await _start_variants(hops, Path(tmpdir), mcp_proxy)
+            for era, title in ERAS:
+                log(
+                    f"{title}: {WARMUP} warm-up + {calls} timed calls per variant ({', '.join(v.name for v in variants)})"
+                )
+                served = await _measure_era(variants, era, calls)
+                table = _table(title, served, calls)  # type: ignore[arg-type]  # name and times are all it reads
+                print(table.replace("vs direct", "vs direct stdio") + "\n", flush=True)
+    # The calls are sequential, so this run alone keeps about one core busy.
+    print(f"load average at end {_loadavg()} (this run alone: about 1)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--calls", type=int, default=1500, help="timed calls per variant and era (default 1500)")
+    p.add_argument("--mcp-proxy", metavar="PATH", help="the mcp-proxy executable (default: `mcp-proxy` on PATH)")
+    args = p.parse_args(argv)
+    if args.calls < 2:
+        p.error("--calls must be >= 2")
+    mcp_proxy = _find_mcp_proxy(args.mcp_proxy)
+    if args.mcp_proxy and mcp_proxy is None:
+        p.error(f"--mcp-proxy {args.mcp_proxy}: not an executable")
+
+    async def guarded() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        # SIGTERM behaves like ^C: the task is cancelled and every `finally` stops its process by pid.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        await _measure(args.calls, mcp_proxy)
+
+    try:
+        asyncio.run(guarded())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        log("interrupted: all started processes were stopped")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
