@@ -6,6 +6,12 @@
 
 Every variant runs the same stdio server, tests/servers/fixture.py --transport stdio:
   direct stdio   SDK stdio client -> a fixture process it spawns itself
+  python bridge  SDK client over Streamable HTTP -> a bare Python HTTP-to-stdio hop (this file with
+                 --serve) -> the fixture process it spawns. asyncio (uvloop) + httptools: a POST's
+                 body goes to the process's stdin as one line, and for a request the next answer
+                 line from its stdout goes back as the JSON response; no sessions, ids, events or
+                 checks. No Python process can serve a stdio server over HTTP for less: this is
+                 the floor for the router.
   router         SDK client over Streamable HTTP -> `python -m app --no-ui --quiet -b fx=COMMAND`
                  -> the fixture process the router spawns (handshake era: one per session;
                  modern era: the backend's shared one)
@@ -45,13 +51,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httptools
+import orjson
+
 SCRIPT = Path(__file__).resolve()
 ROOT = SCRIPT.parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `python bench/stdio.py` puts bench/ first, not the repo
 
-from bench.floor import HOST, WARMUP, _echo, _loadavg, _process, _table, _tail  # noqa: E402
-from tests.support.procs import free_port, stdio_command  # noqa: E402
+from bench.floor import HOST, WARMUP, _echo, _loadavg, _process, _Request, _table, _tail  # noqa: E402
+from tests.support.procs import free_port, stdio_command, stop_process  # noqa: E402
 
 if TYPE_CHECKING:
     from mcp.client import Client
@@ -64,6 +73,80 @@ ERAS: tuple[tuple[str, str], ...] = (
 
 def log(message: str) -> None:
     print(f"stdio: {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The bare Python bridge (runs in its own process: `stdio.py --serve PORT COMMAND`)
+
+_ACCEPTED = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"
+_NOT_ALLOWED = b"HTTP/1.1 405 Method Not Allowed\r\nallow: POST\r\ncontent-length: 0\r\n\r\n"
+
+
+async def _bridge(port: int, command: str) -> None:
+    """Serve a stdio process over HTTP, one exchange at a time (the benchmark's client is sequential).
+
+    A POST body is written to the process as one line. A request waits for the next line that is
+    an answer (no "method": server notifications and requests are dropped) and gets it back as
+    `application/json`; anything else gets 202. An `initialize` starts a fresh process first, as
+    the router gives each handshake-era session its own. GET and DELETE get 405, which the SDK
+    client takes as "no stream" and "no session to end".
+    """
+    argv = shlex.split(command)
+    procs: list[asyncio.subprocess.Process] = []
+    lock = asyncio.Lock()
+
+    async def fresh() -> asyncio.subprocess.Process:
+        for old in procs:
+            await stop_process(old)
+        procs[:] = [
+            await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 24, cwd=ROOT
+            )
+        ]
+        return procs[0]
+
+    async def exchange(body: bytes) -> bytes:
+        async with lock:
+            msg = orjson.loads(body)
+            is_request = isinstance(msg, dict) and "id" in msg and "method" in msg
+            proc = await fresh() if not procs or (is_request and msg["method"] == "initialize") else procs[0]
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(body + b"\n")
+            if not is_request:
+                return _ACCEPTED
+            while True:
+                line = await proc.stdout.readuntil(b"\n")
+                if b'"method"' not in line:
+                    break
+            head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(line) - 1}\r\n\r\n"
+            return head.encode() + line[:-1]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                req = _Request()
+                parser = httptools.HttpRequestParser(req)
+                while not req.done:
+                    data = await reader.read(65536)
+                    if not data:
+                        return
+                    parser.feed_data(data)
+                if parser.get_method() != b"POST":
+                    writer.write(_NOT_ALLOWED)
+                    continue
+                writer.write(await exchange(b"".join(req.body)))
+        except (OSError, httptools.HttpParserError, asyncio.IncompleteReadError):
+            pass  # the client went away, spoke garbage, or the process ended: drop the connection
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, HOST, port)
+    try:
+        async with server:
+            await server.serve_forever()
+    finally:
+        for proc in procs:
+            await stop_process(proc)
 
 
 @dataclass
@@ -124,6 +207,12 @@ async def _process_group(what: str, argv: list[str], port: int, stderr_path: Pat
 async def _start_variants(stack: contextlib.AsyncExitStack, tmp: Path, mcp_proxy: str | None) -> list[Variant]:
     command = stdio_command(name="stdio-bench")
     variants = [Variant("direct stdio", _direct(command))]
+
+    port = free_port()
+    log(f"starting the bare Python bridge on {HOST}:{port}")
+    argv = [sys.executable, str(SCRIPT), "--serve", str(port), command]
+    await stack.enter_async_context(_process_group("the bridge", argv, port, tmp / "bridge.stderr"))
+    variants.append(Variant("python bridge", _http(f"http://{HOST}:{port}/mcp")))
 
     port = free_port()
     log(f"starting the router (--quiet) on {HOST}:{port}")
@@ -207,7 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", type=int, default=1500, help="timed calls per variant and era (default 1500)")
     p.add_argument("--mcp-proxy", metavar="PATH", help="the mcp-proxy executable (default: `mcp-proxy` on PATH)")
+    p.add_argument("--serve", nargs=2, metavar=("PORT", "COMMAND"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.serve:
+        import uvloop
+
+        uvloop.run(_bridge(int(args.serve[0]), args.serve[1]))
+        return 0
     if args.calls < 2:
         p.error("--calls must be >= 2")
     mcp_proxy = _find_mcp_proxy(args.mcp_proxy)
