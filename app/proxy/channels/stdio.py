@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from app.proxy import jsonrpc, rawjson
 from app.proxy.channels.base import BackendUnavailable, Channel, ChannelListener, ChannelMode
 from app.proxy.jsonrpc import Message
-from app.proxy.limits import LOG_LINE_MAX, PIPE_CHUNK, Line, cut_line, read_line
+from app.proxy.limits import KEEP_EDGE, LOG_LINE_MAX, PIPE_CHUNK, cut_line, read_line
 
 _PR_SET_PDEATHSIG = 1
 
@@ -31,15 +31,137 @@ def _child_setup() -> None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+class Lines:
+    """Splits a pipe's bytes into lines as they arrive and hands each one on at once.
+
+    A line over `keep` bytes (its end included) is never held whole: only its first and last
+    KEEP_EDGE bytes are kept, and `on_cut(head, tail, size)` gets them instead of `on_line`.
+    Until `attach` names the receivers, what arrives is only kept.
+    """
+
+    __slots__ = ("_early", "_head", "_over", "_pieces", "_size", "_tail", "keep", "on_cut", "on_end", "on_line")
+
+    def __init__(self) -> None:
+        self.keep = PIPE_CHUNK
+        self.on_line: Callable[[bytes], None] | None = None
+        self.on_cut: Callable[[bytes, bytes, int], None] | None = None
+        self.on_end: Callable[[], None] | None = None
+        self._early: list[bytes | None] = []  # None: the end, before anyone listened
+        self._pieces: list[bytes] = []
+        self._size = 0  # of the line being gathered
+        self._over = False
+        self._head = self._tail = b""
+
+    def attach(
+        self,
+        keep: int,
+        on_line: Callable[[bytes], None],
+        on_cut: Callable[[bytes, bytes, int], None],
+        on_end: Callable[[], None],
+    ) -> None:
+        self.keep, self.on_line, self.on_cut, self.on_end = keep, on_line, on_cut, on_end
+        early, self._early = self._early, []
+        for data in early:
+            if data is None:
+                self.end()
+            else:
+                self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        on_line = self.on_line
+        if on_line is None:
+            self._early.append(data)
+            return
+        start, n = 0, len(data)
+        while start < n:
+            nl = data.find(b"\n", start)
+            if nl < 0:
+                self._gather(data[start:] if start else data)
+                return
+            end = nl + 1
+            if self._size:
+                self._gather(data[start:end])
+                self._finish()
+            elif end - start > self.keep:
+                self._cut(data[start : start + KEEP_EDGE], data[end - KEEP_EDGE : end], end - start)
+            else:
+                on_line(data[start:nl])  # the usual case: a whole message in one read
+            start = end
+
+    def end(self) -> None:
+        if self.on_line is None:
+            self._early.append(None)
+            return
+        if self._size:
+            self._finish()  # a last line without its end
+        if self.on_end is not None:
+            self.on_end()
+
+    def _gather(self, piece: bytes) -> None:
+        self._size += len(piece)
+        if self._over:
+            self._tail = (self._tail + piece[-KEEP_EDGE:])[-KEEP_EDGE:]
+            return
+        self._pieces.append(piece)
+        if self._size > self.keep:
+            joined = b"".join(self._pieces)
+            self._head, self._tail, self._pieces, self._over = joined[:KEEP_EDGE], joined[-KEEP_EDGE:], [], True
+
+    def _finish(self) -> None:
+        size, pieces, over, head, tail = self._size, self._pieces, self._over, self._head, self._tail
+        self._size, self._pieces, self._over, self._head, self._tail = 0, [], False, b"", b""
+        if over:
+            self._cut(head, tail, size)
+            return
+        if pieces[-1].endswith(b"\n"):
+            # The end goes here, before the join: cutting it off the joined line would copy it again.
+            pieces[-1] = pieces[-1][:-1]
+        assert self.on_line is not None
+        self.on_line(b"".join(pieces))
+
+    def _cut(self, head: bytes, tail: bytes, size: int) -> None:
+        if self.on_cut is not None:
+            self.on_cut(head, tail, size)
+
+
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """The stream protocol, with stdout's bytes going to `Lines` in the callback that brings them:
+    no reader task to wake per message, no stream buffer to copy through."""
+
+    def __init__(self, lines: Lines, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.lines = lines
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if fd == 1:
+            assert isinstance(data, bytes)
+            self.lines.feed(data)
+        else:
+            super().pipe_data_received(fd, data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:
+            self.lines.end()
+        super().pipe_connection_lost(fd, exc)
+
+
 async def spawn(
-    command: str, args: Sequence[str], env: Mapping[str, str] | None, cwd: str | None
+    command: str, args: Sequence[str], env: Mapping[str, str] | None, cwd: str | None, stdout: Lines | None = None
 ) -> asyncio.subprocess.Process:
+    """Start `command` with pipes; with `stdout`, its stdout goes there instead of `proc.stdout`."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
+    loop = asyncio.get_running_loop()
+    lines = stdout
     try:
-        return await asyncio.create_subprocess_exec(
+        transport, protocol = await loop.subprocess_exec(
+            lambda: (
+                asyncio.subprocess.SubprocessStreamProtocol(limit=PIPE_CHUNK, loop=loop)
+                if lines is None
+                else _Protocol(lines, PIPE_CHUNK, loop)
+            ),
             command,
             *args,
             stdin=asyncio.subprocess.PIPE,
@@ -47,11 +169,11 @@ async def spawn(
             stderr=asyncio.subprocess.PIPE,
             env=full_env,
             cwd=cwd or None,
-            limit=PIPE_CHUNK,
             preexec_fn=_child_setup,
         )
     except OSError as exc:
         raise BackendUnavailable(f"cannot start {command!r}: {exc.strerror or exc}") from None
+    return asyncio.subprocess.Process(transport, protocol, loop)
 
 
 async def terminate(proc: asyncio.subprocess.Process, grace: float = 2.0) -> None:
@@ -95,13 +217,16 @@ class StdioChannel(Channel):
         self._tasks: list[asyncio.Task[None]] = []
         self._write_lock = asyncio.Lock()
         self._on_exit = on_exit
+        self._detached = False  # closed: what the pipe still brings goes to nobody
+        self._stdout_ended = asyncio.Event()
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
     async def open(self) -> None:
-        proc = await spawn(self.command, self.args, self.env, self.cwd)
+        lines = Lines()
+        proc = await spawn(self.command, self.args, self.env, self.cwd, stdout=lines)
         if self.closing:
             # Closed while the process was being started (its backend disabled or removed): a
             # process that nobody will ever close must not be left behind.
@@ -109,35 +234,19 @@ class StdioChannel(Channel):
             raise BackendUnavailable(f"backend '{self.backend}' was stopped while its process started")
         self.proc = proc
         self.alive = True
-        self._tasks = [asyncio.create_task(self._read_stdout()), asyncio.create_task(self._read_stderr())]
+        self._tasks = [asyncio.create_task(self._watch_exit()), asyncio.create_task(self._read_stderr())]
+        # Lines arrive in the pipe's own callback from here on: a message is handed on in the
+        # callback that brings it, not in a reader task's turn later.
+        lines.attach(self.max_message + 2, self._on_line, self._on_cut, self._on_stdout_end)  # + its CRLF
 
-    async def _read_stdout(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        stdout = self.proc.stdout
-        while True:
-            try:
-                got = await read_line(stdout, self.max_message + 2)  # + its CRLF
-            except (ConnectionError, OSError):
-                break
-            if got is None:
-                break
-            self._take_line(got)
-            # Not kept while the next line is awaited: a quiet backend would otherwise hold its
-            # last line and message (128 MB after a 64 MiB answer) until it writes again.
-            got = None
-        code = await self.proc.wait()
-        if self._on_exit is not None:
-            self._on_exit(self, code)
-        self.lost(f"process {self.proc.pid} exited with code {code}")
-
-    def _take_line(self, got: Line) -> None:
-        if got.cut:
-            err = self.oversized(got.size, None, got.data, got.tail.rstrip())
-            if err is not None:
-                self.listener.on_backend_message(self, err, None, None)
+    def _on_line(self, line: bytes) -> None:
+        if self._detached:
             return
-        line = got.data.strip()
-        if not line:
+        if line[-1:].isspace() or line[:1].isspace():
+            line = line.strip()  # a CR before the end, or blanks around the message
+            if not line:
+                return
+        elif not line:
             return
         try:
             messages, _ = jsonrpc.parse_body(line)
@@ -148,6 +257,24 @@ class StdioChannel(Channel):
             return
         for m in messages:
             self.listener.on_backend_message(self, m, None, None)
+
+    def _on_cut(self, head: bytes, tail: bytes, size: int) -> None:
+        if self._detached:
+            return
+        err = self.oversized(size, None, head, tail.rstrip())
+        if err is not None:
+            self.listener.on_backend_message(self, err, None, None)
+
+    def _on_stdout_end(self) -> None:
+        self._stdout_ended.set()
+
+    async def _watch_exit(self) -> None:
+        assert self.proc is not None
+        await self._stdout_ended.wait()
+        code = await self.proc.wait()
+        if self._on_exit is not None:
+            self._on_exit(self, code)
+        self.lost(f"process {self.proc.pid} exited with code {code}")
 
     async def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -174,10 +301,19 @@ class StdioChannel(Channel):
         raw = msg.raw
         if b"\n" in raw or b"\r" in raw:
             raw = rawjson.one_line(raw)  # stdio framing: one message per line
+        stdin = proc.stdin
         try:
+            if not self._write_lock.locked():
+                stdin.writelines((raw, b"\n"))
+                if not stdin.transport.get_write_buffer_size():
+                    return  # the usual case: it went to the pipe at once, nothing to wait for
+                async with self._write_lock:
+                    await stdin.drain()
+                return
+            # Someone waits for the pipe to take what it has: queue behind them, in order.
             async with self._write_lock:
-                proc.stdin.write(raw + b"\n")
-                await proc.stdin.drain()
+                stdin.writelines((raw, b"\n"))
+                await stdin.drain()
         except (ConnectionError, OSError) as exc:
             reason = f"process {proc.pid} stopped reading: {exc}"
             self.lost(reason)
@@ -196,6 +332,7 @@ class StdioChannel(Channel):
         self.alive = False
         if self.proc is not None and self.proc.returncode is None:
             await terminate(self.proc)
+        self._detached = True
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
