@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
+import io
 import os
 import signal
 import sys
@@ -124,62 +126,142 @@ class Lines:
             self.on_cut(head, tail, size)
 
 
-class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """The stream protocol, with stdout's bytes going to `Lines` in the callback that brings them:
-    no reader task to wake per message, no stream buffer to copy through."""
+class _StdoutProtocol(asyncio.Protocol):
+    """The read end of the backend's stdout: its bytes go to `Lines` in the callback that brings
+    them (no reader task to wake per message, no stream buffer to copy through)."""
 
-    def __init__(self, lines: Lines, limit: int, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=limit, loop=loop)
+    def __init__(self, lines: Lines) -> None:
         self.lines = lines
 
-    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        if fd == 1:
-            assert isinstance(data, bytes)
-            self.lines.feed(data)
-        else:
-            super().pipe_data_received(fd, data)
+    def data_received(self, data: bytes) -> None:
+        self.lines.feed(data)
 
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 1:
-            self.lines.end()
-        super().pipe_connection_lost(fd, exc)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lines.end()
+
+
+class _StdinProtocol(asyncio.BaseProtocol):
+    """The write end of the backend's stdin, with the flow control `drain` waits on."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.closed = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def drain(self) -> None:
+        while self.paused and not self.closed:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+        if self.closed:
+            raise ConnectionResetError("the pipe is closed")
+
+
+# As much as a pipe may hold without privileges (/proc/sys/fs/pipe-max-size): a large message
+# crosses in fewer writes and reads than through the 64 KiB default.
+_PIPE_SIZE = 1024 * 1024
+
+
+def _pipe() -> tuple[int, int]:
+    r, w = os.pipe()  # not inheritable: the child gets only the ends it is given
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    return r, w
+
+
+def _stdio_pipes() -> tuple[int, int, io.FileIO, io.FileIO]:
+    """The child's stdin and stdout fds, and the parent's ends of them as files.
+
+    Files from here on: closing one twice (an error path, then its transport) is harmless,
+    closing a bare fd twice is not.
+    """
+    stdin_r, stdin_w = _pipe()
+    stdout_r, stdout_w = _pipe()
+    return stdin_r, stdout_w, io.FileIO(stdin_w, "wb"), io.FileIO(stdout_r, "rb")
+
+
+class Pipes:
+    """A started process with its stdin and stdout as plain pipes (not the event loop's socket
+    pairs, which cost more per message on both sides), stdout handed to `Lines` as it comes."""
+
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        stdin: asyncio.WriteTransport,
+        stdin_flow: _StdinProtocol,
+        stdout: asyncio.ReadTransport,
+    ) -> None:
+        self.proc = proc
+        self.stdin = stdin
+        self.stdin_flow = stdin_flow
+        self.stdout = stdout
 
 
 async def spawn(
-    command: str, args: Sequence[str], env: Mapping[str, str] | None, cwd: str | None, stdout: Lines | None = None
-) -> asyncio.subprocess.Process:
-    """Start `command` with pipes; with `stdout`, its stdout goes there instead of `proc.stdout`."""
+    command: str, args: Sequence[str], env: Mapping[str, str] | None, cwd: str | None, lines: Lines
+) -> Pipes:
+    """Start `command`; its stdout goes to `lines`, its stderr to `proc.stderr`."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     loop = asyncio.get_running_loop()
-    lines = stdout
+    stdin_r, stdout_w, stdin_file, stdout_file = _stdio_pipes()
     try:
-        transport, protocol = await loop.subprocess_exec(
-            lambda: (
-                asyncio.subprocess.SubprocessStreamProtocol(limit=PIPE_CHUNK, loop=loop)
-                if lines is None
-                else _Protocol(lines, PIPE_CHUNK, loop)
-            ),
-            command,
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=full_env,
-            cwd=cwd or None,
-            preexec_fn=_child_setup,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                command,
+                *args,
+                stdin=stdin_r,
+                stdout=stdout_w,
+                stderr=asyncio.subprocess.PIPE,
+                env=full_env,
+                cwd=cwd or None,
+                limit=PIPE_CHUNK,
+                preexec_fn=_child_setup,
+            )
+        finally:
+            os.close(stdin_r)  # the child's ends: with the parent's copies closed, its exit is EOF
+            os.close(stdout_w)
     except OSError as exc:
+        stdin_file.close()
+        stdout_file.close()
         raise BackendUnavailable(f"cannot start {command!r}: {exc.strerror or exc}") from None
-    return asyncio.subprocess.Process(transport, protocol, loop)
+    try:
+        stdin, stdin_flow = await loop.connect_write_pipe(_StdinProtocol, stdin_file)
+        stdout, _ = await loop.connect_read_pipe(lambda: _StdoutProtocol(lines), stdout_file)
+    except BaseException:
+        stdin_file.close()
+        stdout_file.close()
+        await terminate(proc)
+        raise
+    return Pipes(proc, stdin, stdin_flow, stdout)
 
 
-async def terminate(proc: asyncio.subprocess.Process, grace: float = 2.0) -> None:
+async def terminate(
+    proc: asyncio.subprocess.Process, stdin: asyncio.WriteTransport | None = None, grace: float = 2.0
+) -> None:
     """End a child and its process group: EOF on stdin, then SIGTERM, then SIGKILL."""
-    if proc.stdin is not None and not proc.stdin.is_closing():
-        proc.stdin.close()
+    if stdin is not None and not stdin.is_closing():
+        stdin.close()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(proc.wait(), grace / 2)
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -214,6 +296,7 @@ class StdioChannel(Channel):
         self.env = env
         self.cwd = cwd
         self.proc: asyncio.subprocess.Process | None = None
+        self._pipes: Pipes | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._write_lock = asyncio.Lock()
         self._on_exit = on_exit
@@ -226,13 +309,15 @@ class StdioChannel(Channel):
 
     async def open(self) -> None:
         lines = Lines()
-        proc = await spawn(self.command, self.args, self.env, self.cwd, stdout=lines)
+        pipes = await spawn(self.command, self.args, self.env, self.cwd, lines)
         if self.closing:
             # Closed while the process was being started (its backend disabled or removed): a
             # process that nobody will ever close must not be left behind.
-            await terminate(proc)
+            await terminate(pipes.proc, pipes.stdin)
+            pipes.stdout.close()
             raise BackendUnavailable(f"backend '{self.backend}' was stopped while its process started")
-        self.proc = proc
+        self._pipes = pipes
+        self.proc = pipes.proc
         self.alive = True
         self._tasks = [asyncio.create_task(self._watch_exit()), asyncio.create_task(self._read_stderr())]
         # Lines arrive in the pipe's own callback from here on: a message is handed on in the
@@ -293,29 +378,29 @@ class StdioChannel(Channel):
                 self.listener.on_backend_log(self, text)
 
     async def send(self, msg: Message, headers: Mapping[str, str] | None = None) -> None:
-        proc = self.proc
-        if not self.alive or proc is None or proc.stdin is None or proc.stdin.is_closing():
+        pipes = self._pipes
+        if not self.alive or pipes is None or pipes.stdin.is_closing():
             reason = f"{self.describe} is not running"
             self.lost(reason)
             raise BackendUnavailable(reason)
         raw = msg.raw
         if b"\n" in raw or b"\r" in raw:
             raw = rawjson.one_line(raw)  # stdio framing: one message per line
-        stdin = proc.stdin
+        stdin = pipes.stdin
         try:
             if not self._write_lock.locked():
                 stdin.writelines((raw, b"\n"))
-                if not stdin.transport.get_write_buffer_size():
+                if not stdin.get_write_buffer_size():
                     return  # the usual case: it went to the pipe at once, nothing to wait for
                 async with self._write_lock:
-                    await stdin.drain()
+                    await pipes.stdin_flow.drain()
                 return
             # Someone waits for the pipe to take what it has: queue behind them, in order.
             async with self._write_lock:
                 stdin.writelines((raw, b"\n"))
-                await stdin.drain()
+                await pipes.stdin_flow.drain()
         except (ConnectionError, OSError) as exc:
-            reason = f"process {proc.pid} stopped reading: {exc}"
+            reason = f"process {pipes.proc.pid} stopped reading: {exc}"
             self.lost(reason)
             raise BackendUnavailable(reason) from None
 
@@ -330,8 +415,12 @@ class StdioChannel(Channel):
     async def close(self) -> None:
         self.closing = True
         self.alive = False
-        if self.proc is not None and self.proc.returncode is None:
-            await terminate(self.proc)
+        pipes = self._pipes
+        if pipes is not None:
+            if pipes.proc.returncode is None:
+                await terminate(pipes.proc, pipes.stdin)
+            pipes.stdin.close()
+            pipes.stdout.close()  # a grandchild may still hold the other end
         self._detached = True
         for t in self._tasks:
             t.cancel()
