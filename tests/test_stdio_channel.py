@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from app.proxy import jsonrpc
-from app.proxy.channels.base import Channel
+from app.proxy.channels.base import BackendUnavailable, Channel
 from app.proxy.channels.stdio import Lines, StdioChannel
 from app.proxy.jsonrpc import Message, RequestId
 from app.proxy.limits import KEEP_EDGE
@@ -65,6 +65,7 @@ class _Heard:
         self.logs: list[str] = []
         self.lost: list[str] = []
         self.gone = asyncio.Event()
+        self.logged = asyncio.Event()
 
     def on_backend_message(self, channel: Channel, msg: Message, related: RequestId | None, status: int | None) -> None:
         self.messages.put_nowait(msg)
@@ -75,6 +76,7 @@ class _Heard:
 
     def on_backend_log(self, channel: Channel, line: str, garbage: bool = False) -> None:
         self.logs.append(line)
+        self.logged.set()
 
 
 async def test_a_real_process_answers_in_order_large_and_small_and_ends_with_the_channel() -> None:
@@ -117,3 +119,26 @@ async def test_a_process_that_exits_is_reported_lost_with_its_exit_code() -> Non
         assert not ch.alive
     finally:
         await ch.close()
+
+
+async def test_a_process_that_stops_reading_fails_the_send_and_is_lost() -> None:
+    heard = _Heard()
+    # Closes its stdin and stays: the router's write finds no reader.
+    command = [sys.executable, "-c", "import os, sys, time; os.close(0); print('closed', flush=True); time.sleep(30)"]
+    ch = StdioChannel("deaf", heard, "handshake", command[0], command[1:])
+    await ch.open()
+    try:
+        await asyncio.wait_for(_logged(heard, "closed"), 10.0)
+        # Seen when the pipe closes, or at the latest when the write fails: either way the send
+        # fails (the session holds the request) and the channel is lost (the backend restarts it).
+        with pytest.raises(BackendUnavailable, match="stopped reading|is not running"):
+            await ch.send(jsonrpc.request(1, "ping"))
+        assert len(heard.lost) == 1 and not ch.alive
+    finally:
+        await ch.close()
+
+
+async def _logged(heard: _Heard, text: str) -> None:
+    while not any(text in line for line in heard.logs):
+        await heard.logged.wait()
+        heard.logged.clear()

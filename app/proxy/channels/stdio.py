@@ -390,6 +390,8 @@ class StdioChannel(Channel):
         try:
             if not self._write_lock.locked():
                 stdin.writelines((raw, b"\n"))
+                if stdin.is_closing():
+                    raise ConnectionResetError("broken pipe")  # the write failed at once
                 if not stdin.get_write_buffer_size():
                     return  # the usual case: it went to the pipe at once, nothing to wait for
                 async with self._write_lock:
@@ -398,6 +400,8 @@ class StdioChannel(Channel):
             # Someone waits for the pipe to take what it has: queue behind them, in order.
             async with self._write_lock:
                 stdin.writelines((raw, b"\n"))
+                if stdin.is_closing():
+                    raise ConnectionResetError("broken pipe")
                 await pipes.stdin_flow.drain()
         except (ConnectionError, OSError) as exc:
             reason = f"process {pipes.proc.pid} stopped reading: {exc}"
