@@ -131,7 +131,7 @@ async def test_a_process_that_stops_reading_fails_the_send_and_is_lost() -> None
         await asyncio.wait_for(_logged(heard, "closed"), 10.0)
         # Seen when the pipe closes, or at the latest when the write fails: either way the send
         # fails (the session holds the request) and the channel is lost (the backend restarts it).
-        with pytest.raises(BackendUnavailable, match="stopped reading|is not running"):
+        with pytest.raises(BackendUnavailable, match=r"stopped reading|is not running"):
             await ch.send(jsonrpc.request(1, "ping"))
         assert len(heard.lost) == 1 and not ch.alive
     finally:
