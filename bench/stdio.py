@@ -3,6 +3,7 @@
     .venv/bin/python bench/stdio.py                  # 1500 interleaved calls per variant and era
     .venv/bin/python bench/stdio.py --calls 3000
     .venv/bin/python bench/stdio.py --mcp-proxy /tmp/mcp-proxy/bin/mcp-proxy
+    .venv/bin/python bench/stdio.py --baseline /tmp/main     # + the router from another tree, interleaved
 
 Every variant runs the same stdio server, tests/servers/fixture.py --transport stdio:
   direct stdio   SDK stdio client -> a fixture process it spawns itself
@@ -204,7 +205,9 @@ async def _process_group(what: str, argv: list[str], port: int, stderr_path: Pat
                 os.killpg(pgid, signal.SIGKILL)  # a child left behind by a hop that did not stop it
 
 
-async def _start_variants(stack: contextlib.AsyncExitStack, tmp: Path, mcp_proxy: str | None) -> list[Variant]:
+async def _start_variants(
+    stack: contextlib.AsyncExitStack, tmp: Path, mcp_proxy: str | None, baseline: Path | None
+) -> list[Variant]:
     command = stdio_command(name="stdio-bench")
     variants = [Variant("direct stdio", _direct(command))]
 
@@ -214,18 +217,27 @@ async def _start_variants(stack: contextlib.AsyncExitStack, tmp: Path, mcp_proxy
     await stack.enter_async_context(_process_group("the bridge", argv, port, tmp / "bridge.stderr"))
     variants.append(Variant("python bridge", _http(f"http://{HOST}:{port}/mcp")))
 
-    port = free_port()
-    log(f"starting the router (--quiet) on {HOST}:{port}")
-    argv = [sys.executable, "-m", "app", "--no-ui", "--quiet", "--host", HOST, "--port", str(port)]
-    argv += ["-b", f"fx={command}", "--no-persist"]  # the user's saved backends stay out of the measurement
-    errors = tmp / "router.stderr"
-    try:
-        pid = await stack.enter_async_context(_process_group("the router", argv, port, errors))
-    except (RuntimeError, TimeoutError) as exc:
-        log(f"the router did not start, skipping its column: {exc}\n{_tail(errors)}")
-    else:
-        log(f"the router is pid {pid}")
-        variants.append(Variant("router", _http(f"http://{HOST}:{port}/mcp/fx")))
+    routers: list[tuple[str, Path | None]] = [("router", None)]
+    if baseline is not None:
+        routers.insert(0, (f"router @{baseline.name}", baseline))
+    for name, tree in routers:
+        port = free_port()
+        log(f"starting {name} (--quiet) on {HOST}:{port}")
+        if tree is None:
+            argv = [sys.executable, "-m", "app"]
+        else:  # the same interpreter and dependencies, the router's code from the other tree
+            boot = f"import runpy, sys; sys.path.insert(0, {str(tree)!r}); runpy.run_module('app', run_name='__main__')"
+            argv = [sys.executable, "-c", boot]
+        argv += ["--no-ui", "--quiet", "--host", HOST, "--port", str(port)]
+        argv += ["-b", f"fx={command}", "--no-persist"]  # the user's saved backends stay out of the measurement
+        errors = tmp / f"router-{len(variants)}.stderr"
+        try:
+            pid = await stack.enter_async_context(_process_group(name, argv, port, errors))
+        except (RuntimeError, TimeoutError) as exc:
+            log(f"{name} did not start, skipping its column: {exc}\n{_tail(errors)}")
+        else:
+            log(f"{name} is pid {pid}")
+            variants.append(Variant(name, _http(f"http://{HOST}:{port}/mcp/fx")))
 
     if mcp_proxy is None:
         log("no mcp-proxy found: skipping its column (--mcp-proxy PATH; see the docstring to install it)")
@@ -276,11 +288,11 @@ async def _measure_era(variants: list[Variant], era: str, calls: int) -> list[Va
     return [v for v, _ in pairs]
 
 
-async def _measure(calls: int, mcp_proxy: str | None) -> None:
+async def _measure(calls: int, mcp_proxy: str | None, baseline: Path | None) -> None:
     print(f"## stdio.py: {os.cpu_count()} cores, load average at start {_loadavg()}\n", flush=True)
     with tempfile.TemporaryDirectory(prefix="stdio-bench-") as tmpdir:
         async with contextlib.AsyncExitStack() as hops:
-            variants = await _start_variants(hops, Path(tmpdir), mcp_proxy)
+            variants = await _start_variants(hops, Path(tmpdir), mcp_proxy, baseline)
             for era, title in ERAS:
                 log(
                     f"{title}: {WARMUP} warm-up + {calls} timed calls per variant ({', '.join(v.name for v in variants)})"
@@ -296,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", type=int, default=1500, help="timed calls per variant and era (default 1500)")
     p.add_argument("--mcp-proxy", metavar="PATH", help="the mcp-proxy executable (default: `mcp-proxy` on PATH)")
+    p.add_argument(
+        "--baseline",
+        metavar="DIR",
+        type=Path,
+        help="also run the router from another source tree (e.g. a `git archive` of main) as a column of its own",
+    )
     p.add_argument("--serve", nargs=2, metavar=("PORT", "COMMAND"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
@@ -306,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.calls < 2:
         p.error("--calls must be >= 2")
     mcp_proxy = _find_mcp_proxy(args.mcp_proxy)
+    if args.baseline is not None and not (args.baseline / "app" / "__main__.py").is_file():
+        p.error(f"--baseline {args.baseline}: no app/__main__.py there")
     if args.mcp_proxy and mcp_proxy is None:
         p.error(f"--mcp-proxy {args.mcp_proxy}: not an executable")
 
@@ -314,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         assert task is not None
         # SIGTERM behaves like ^C: the task is cancelled and every `finally` stops its process by pid.
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        await _measure(args.calls, mcp_proxy)
+        await _measure(args.calls, mcp_proxy, args.baseline)
 
     try:
         asyncio.run(guarded())
