@@ -142,3 +142,28 @@ async def _logged(heard: _Heard, text: str) -> None:
     while not any(text in line for line in heard.logs):
         await heard.logged.wait()
         heard.logged.clear()
+
+
+class _Faulty(_Heard):
+    def on_backend_message(self, channel: Channel, msg: Message, related: RequestId | None, status: int | None) -> None:
+        if msg.id == 1:
+            raise RuntimeError("a bug in handling answer 1")
+        super().on_backend_message(channel, msg, related, status)
+
+
+async def test_a_fault_in_handling_one_message_loses_only_that_one() -> None:
+    faults: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: faults.append(context))
+    heard = _Faulty()
+    ch = StdioChannel("tiny", heard, "handshake", TINY[0], TINY[1:])
+    await ch.open()
+    try:
+        for i in (1, 2, 3):
+            await ch.send(jsonrpc.request(i, "tools/call", {"name": "echo", "arguments": {"text": str(i)}}))
+        answers = [await asyncio.wait_for(heard.messages.get(), 10) for _ in range(2)]
+        assert [a.id for a in answers] == [2, 3] and ch.alive and not heard.lost
+        assert [str(f["exception"]) for f in faults] == ["a bug in handling answer 1"]
+    finally:
+        loop.set_exception_handler(None)
+        await ch.close()

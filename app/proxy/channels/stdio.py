@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import fcntl
 import io
 import os
 import signal
@@ -174,27 +173,17 @@ class _StdinProtocol(asyncio.BaseProtocol):
             raise ConnectionResetError("the pipe is closed")
 
 
-# As much as a pipe may hold without privileges (/proc/sys/fs/pipe-max-size): a large message
-# crosses in fewer writes and reads than through the 64 KiB default.
-_PIPE_SIZE = 1024 * 1024
-
-
-def _pipe() -> tuple[int, int]:
-    r, w = os.pipe()  # not inheritable: the child gets only the ends it is given
-    if hasattr(fcntl, "F_SETPIPE_SZ"):
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-    return r, w
-
-
 def _stdio_pipes() -> tuple[int, int, io.FileIO, io.FileIO]:
     """The child's stdin and stdout fds, and the parent's ends of them as files.
 
     Files from here on: closing one twice (an error path, then its transport) is harmless,
     closing a bare fd twice is not.
     """
-    stdin_r, stdin_w = _pipe()
-    stdout_r, stdout_w = _pipe()
+    # Not inheritable: the child gets only the ends it is given. The default size (64 KiB) is
+    # kept: a larger one crosses a large message no faster here, and counts against the user's
+    # pipe allowance (fs.pipe-user-pages-soft) for every session's process.
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
     return stdin_r, stdout_w, io.FileIO(stdin_w, "wb"), io.FileIO(stdout_r, "rb")
 
 
@@ -341,14 +330,24 @@ class StdioChannel(Channel):
             )
             return
         for m in messages:
-            self.listener.on_backend_message(self, m, None, None)
+            self._hand_on(m)
 
     def _on_cut(self, head: bytes, tail: bytes, size: int) -> None:
         if self._detached:
             return
         err = self.oversized(size, None, head, tail.rstrip())
         if err is not None:
-            self.listener.on_backend_message(self, err, None, None)
+            self._hand_on(err)
+
+    def _hand_on(self, msg: Message) -> None:
+        try:
+            self.listener.on_backend_message(self, msg, None, None)
+        except Exception as exc:
+            # This runs in the pipe's callback: a fault in handling one message must not close
+            # the pipe (the transport would) or lose the messages after it in the same read.
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": f"{self.describe}: handling a message failed", "exception": exc}
+            )
 
     def _on_stdout_end(self) -> None:
         self._stdout_ended.set()
