@@ -26,8 +26,10 @@ Per era (2026-07-28 "modern", then 2025-11-25 "handshake"; the direct client spe
 over stdio) one SDK client per variant is open at once; after 100 warm-up calls each, every round
 calls `tools/call echo` once on each variant in a rotating order, so every variant sees the same
 machine state. The result is a markdown table per era on stdout, as bench/floor.py prints it: p50,
-p99, and the p50 overhead against direct stdio in % and in µs. Progress goes to stderr, with the
-router's pid (for `py-spy record --pid`).
+p99, and the p50 overhead against direct stdio in % and in µs; and the hop's own CPU time per call
+(user + system of its process over the timed calls, /proc/PID/stat; the stdio server it runs is
+not counted), which load from other programs moves far less than latency. Progress goes to
+stderr, with the router's pid (for `py-spy record --pid`).
 
 Every process runs in its own session on 127.0.0.1 and is stopped by pid (SIGTERM, then SIGKILL
 after a grace period) when the run ends: normally, on an error, on Ctrl-C or on SIGTERM. A stdio
@@ -43,6 +45,7 @@ import os
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,7 +63,7 @@ ROOT = SCRIPT.parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `python bench/stdio.py` puts bench/ first, not the repo
 
-from bench.floor import HOST, WARMUP, _echo, _loadavg, _process, _Request, _table, _tail  # noqa: E402
+from bench.floor import HOST, WARMUP, _echo, _loadavg, _process, _Request, _tail  # noqa: E402
 from tests.support.procs import free_port, stdio_command, stop_process  # noqa: E402
 
 if TYPE_CHECKING:
@@ -155,7 +158,9 @@ class Variant:
     name: str
     # era -> an open SDK client for it
     connect: Callable[[str], contextlib.AbstractAsyncContextManager[Client]]
+    pid: int | None = None  # the hop's process, whose CPU time is counted (None: no hop)
     times: list[float] = field(default_factory=list)
+    cpu: float | None = None  # the hop's CPU seconds over the timed calls
 
 
 def _direct(command: str) -> Callable[[str], contextlib.AbstractAsyncContextManager[Client]]:
@@ -214,8 +219,8 @@ async def _start_variants(
     port = free_port()
     log(f"starting the bare Python bridge on {HOST}:{port}")
     argv = [sys.executable, str(SCRIPT), "--serve", str(port), command]
-    await stack.enter_async_context(_process_group("the bridge", argv, port, tmp / "bridge.stderr"))
-    variants.append(Variant("python bridge", _http(f"http://{HOST}:{port}/mcp")))
+    pid = await stack.enter_async_context(_process_group("the bridge", argv, port, tmp / "bridge.stderr"))
+    variants.append(Variant("python bridge", _http(f"http://{HOST}:{port}/mcp"), pid))
 
     routers: list[tuple[str, Path | None]] = [("router", None)]
     if baseline is not None:
@@ -237,7 +242,7 @@ async def _start_variants(
             log(f"{name} did not start, skipping its column: {exc}\n{_tail(errors)}")
         else:
             log(f"{name} is pid {pid}")
-            variants.append(Variant(name, _http(f"http://{HOST}:{port}/mcp/fx")))
+            variants.append(Variant(name, _http(f"http://{HOST}:{port}/mcp/fx"), pid))
 
     if mcp_proxy is None:
         log("no mcp-proxy found: skipping its column (--mcp-proxy PATH; see the docstring to install it)")
@@ -247,11 +252,11 @@ async def _start_variants(
     argv = [mcp_proxy, "--host", HOST, "--port", str(port), "--log-level", "WARNING", "--", *shlex.split(command)]
     errors = tmp / "mcp-proxy.stderr"
     try:
-        await stack.enter_async_context(_process_group("mcp-proxy", argv, port, errors))
+        pid = await stack.enter_async_context(_process_group("mcp-proxy", argv, port, errors))
     except (RuntimeError, TimeoutError) as exc:
         log(f"mcp-proxy did not start, skipping its column: {exc}\n{_tail(errors)}")
     else:
-        variants.append(Variant("mcp-proxy", _http(f"http://{HOST}:{port}/mcp")))
+        variants.append(Variant("mcp-proxy", _http(f"http://{HOST}:{port}/mcp"), pid))
     return variants
 
 
@@ -280,12 +285,47 @@ async def _measure_era(variants: list[Variant], era: str, calls: int) -> list[Va
         for i in range(WARMUP):
             for _, client in pairs[i % len(pairs) :] + pairs[: i % len(pairs)]:
                 await _echo(client)
+        cpu_before = {v.name: _cpu_seconds(v.pid) for v, _ in pairs}
         for i in range(calls):
             for variant, client in pairs[i % len(pairs) :] + pairs[: i % len(pairs)]:
                 start = time.perf_counter()
                 await _echo(client)
                 variant.times.append(time.perf_counter() - start)
+        for variant, _ in pairs:
+            before, after = cpu_before[variant.name], _cpu_seconds(variant.pid)
+            variant.cpu = after - before if before is not None and after is not None else None
     return [v for v, _ in pairs]
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of `pid` (not its children: the stdio server is not the hop)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _table(title: str, variants: list[Variant], calls: int) -> str:
+    direct = statistics.median(variants[0].times)
+    rows = [
+        f"### {title}: tools/call echo, {calls} interleaved calls per variant",
+        "",
+        "| variant | p50 ms | p99 ms | overhead vs direct stdio (p50) | added µs vs direct stdio (p50) | hop CPU µs/call |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for v in variants:
+        p50 = statistics.median(v.times)
+        p99 = statistics.quantiles(v.times, n=100)[98]
+        if v is variants[0]:
+            overhead, added = "-", "-"
+        else:
+            overhead, added = f"{(p50 / direct - 1) * 100:+.1f}%", f"{(p50 - direct) * 1e6:+.0f}"
+        cpu = "-" if v.cpu is None else f"{v.cpu / calls * 1e6:.0f}"
+        rows.append(f"| {v.name} | {p50 * 1000:.3f} | {p99 * 1000:.3f} | {overhead} | {added} | {cpu} |")
+    return "\n".join(rows)
 
 
 async def _measure(calls: int, mcp_proxy: str | None, baseline: Path | None) -> None:
@@ -298,8 +338,7 @@ async def _measure(calls: int, mcp_proxy: str | None, baseline: Path | None) -> 
                     f"{title}: {WARMUP} warm-up + {calls} timed calls per variant ({', '.join(v.name for v in variants)})"
                 )
                 served = await _measure_era(variants, era, calls)
-                table = _table(title, served, calls)  # type: ignore[arg-type]  # name and times are all it reads
-                print(table.replace("vs direct", "vs direct stdio") + "\n", flush=True)
+                print(_table(title, served, calls) + "\n", flush=True)
     # The calls are sequential, so this run alone keeps about one core busy.
     print(f"load average at end {_loadavg()} (this run alone: about 1)", flush=True)
 
