@@ -220,6 +220,7 @@ async def _start_variants(
     log(f"starting the bare Python bridge on {HOST}:{port}")
     argv = [sys.executable, str(SCRIPT), "--serve", str(port), command]
     pid = await stack.enter_async_context(_process_group("the bridge", argv, port, tmp / "bridge.stderr"))
+    log(f"the bridge is pid {pid}")
     variants.append(Variant("python bridge", _http(f"http://{HOST}:{port}/mcp"), pid))
 
     routers: list[tuple[str, Path | None]] = [("router", None)]
