@@ -40,7 +40,7 @@ class Lines:
     Until `attach` names the receivers, what arrives is only kept.
     """
 
-    __slots__ = ("_early", "_head", "_over", "_pieces", "_size", "_tail", "keep", "on_cut", "on_end", "on_line")
+    __slots__ = ("_buf", "_early", "_head", "_over", "_size", "_tail", "keep", "on_cut", "on_end", "on_line")
 
     def __init__(self) -> None:
         self.keep = PIPE_CHUNK
@@ -48,7 +48,9 @@ class Lines:
         self.on_cut: Callable[[bytes, bytes, int], None] | None = None
         self.on_end: Callable[[], None] | None = None
         self._early: list[bytes | None] = []  # None: the end, before anyone listened
-        self._pieces: list[bytes] = []
+        # The line being gathered. One buffer, not a list of the reads: a large line's many small
+        # reads would stay in the allocator's heap after they are freed, a fourth copy at the peak.
+        self._buf = bytearray()
         self._size = 0  # of the line being gathered
         self._over = False
         self._head = self._tail = b""
@@ -77,16 +79,17 @@ class Lines:
         while start < n:
             nl = data.find(b"\n", start)
             if nl < 0:
-                self._gather(data[start:] if start else data)
+                self._gather(memoryview(data)[start:] if start else data)
                 return
             end = nl + 1
             if self._size:
-                self._gather(data[start:end])
+                self._gather(memoryview(data)[start:end])
                 self._finish()
             elif end - start > self.keep:
                 self._cut(data[start : start + KEEP_EDGE], data[end - KEEP_EDGE : end], end - start)
             else:
-                on_line(data[start:nl])  # the usual case: a whole message in one read
+                # The usual case: a whole message in one read (its CR, if any, goes with the LF).
+                on_line(data[start : nl - 1] if nl > start and data[nl - 1] == 13 else data[start:nl])
             start = end
 
     def end(self) -> None:
@@ -98,27 +101,37 @@ class Lines:
         if self.on_end is not None:
             self.on_end()
 
-    def _gather(self, piece: bytes) -> None:
+    def _gather(self, piece: bytes | memoryview) -> None:
         self._size += len(piece)
         if self._over:
             self._tail = (self._tail + piece[-KEEP_EDGE:])[-KEEP_EDGE:]
             return
-        self._pieces.append(piece)
+        self._buf += piece
         if self._size > self.keep:
-            joined = b"".join(self._pieces)
-            self._head, self._tail, self._pieces, self._over = joined[:KEEP_EDGE], joined[-KEEP_EDGE:], [], True
+            buf = self._buf
+            self._head, self._tail, self._buf, self._over = (
+                bytes(buf[:KEEP_EDGE]),
+                bytes(buf[-KEEP_EDGE:]),
+                bytearray(),
+                True,
+            )
 
     def _finish(self) -> None:
-        size, pieces, over, head, tail = self._size, self._pieces, self._over, self._head, self._tail
-        self._size, self._pieces, self._over, self._head, self._tail = 0, [], False, b"", b""
+        size, buf, over, head, tail = self._size, self._buf, self._over, self._head, self._tail
+        self._size, self._buf, self._over, self._head, self._tail = 0, bytearray(), False, b"", b""
         if over:
             self._cut(head, tail, size)
             return
-        if pieces[-1].endswith(b"\n"):
-            # The end goes here, before the join: cutting it off the joined line would copy it again.
-            pieces[-1] = pieces[-1][:-1]
+        if buf.endswith(b"\n"):
+            del buf[-1:]  # the end goes here, off the buffer: off the line it would copy it again
+            if buf.endswith(b"\r"):
+                del buf[-1:]
+        line = bytes(buf)
+        # The buffer goes before the line is handed on: held through its parsing, it would be a
+        # fourth copy of a large message at the peak.
+        del buf
         assert self.on_line is not None
-        self.on_line(b"".join(pieces))
+        self.on_line(line)
 
     def _cut(self, head: bytes, tail: bytes, size: int) -> None:
         if self.on_cut is not None:
