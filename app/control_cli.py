@@ -553,18 +553,20 @@ async def client_config(args: argparse.Namespace, out: Out, control: RemoteContr
     return OK
 
 
-def tui_app(control: RemoteControl) -> Any:
-    """The terminal UI attached through `control` (imported here: no other command needs Textual)."""
+def tui_app(control: RemoteControl, freeze_heap: bool = False) -> Any:
+    """The terminal UI attached through `control` (imported here: no other command needs Textual).
+
+    `freeze_heap`: the program's own choice (see RouterTUI), not the tests'."""
     try:
         tui_module = importlib.import_module("app.tui")
     except ImportError:  # pragma: no cover - the TUI ships with the package
         raise ControlError("the terminal UI is not part of this build") from None
-    return tui_module.RouterTUI(control)
+    return tui_module.RouterTUI(control, freeze_heap=freeze_heap)
 
 
 async def tui(control: RemoteControl) -> int:
     await control.status()  # not there: exit 2 before the screen is taken over
-    app = tui_app(control)
+    app = tui_app(control, freeze_heap=True)
     result = await app.run_async()
     return int(result or 0)
 
