@@ -1103,7 +1103,7 @@ def build_report(
         latency[meas] = {v: lat_stats(res.lat[meas][v]) for v in VARIANTS}
         for v in VARIANTS:
             latency[meas][v]["round_p50"] = res.round_p50[meas][v]
-    throughput = {
+    throughput: dict[str, dict[str, Any]] = {
         v: {
             "calls_per_s": statistics.fmean(res.tput[v]),
             "rounds": res.tput[v],
