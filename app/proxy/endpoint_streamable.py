@@ -55,6 +55,13 @@ def modern_status(msg: Message, backend_status: int | None) -> int:
     return backend_status if backend_status is not None else error_status(msg)
 
 
+def _accepts(scope: Scope) -> tuple[bool, bool]:
+    """Whether the client takes a JSON answer, and an SSE stream (its Accept; none takes both)."""
+    accept = header(scope, b"accept") or "*/*"
+    wants_sse = "text/event-stream" in accept
+    return "application/json" in accept or "*/*" in accept or not wants_sse, wants_sse
+
+
 def _cancel_task(task: asyncio.Task[object], _watcher: object) -> None:
     task.cancel()
 
@@ -300,9 +307,7 @@ class StreamableEndpoint:
 
     async def resume(self, scope: Scope, receive: Receive, send: Send, handed: HandedOver) -> None:
         """A hot-path request whose answer turned out to need a stream: serve it as `_dispatch` would."""
-        accept = header(scope, b"accept") or "*/*"
-        wants_sse = "text/event-stream" in accept
-        wants_json = "application/json" in accept or "*/*" in accept or not wants_sse
+        wants_json, wants_sse = _accepts(scope)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         await self._stream_answers(
@@ -344,9 +349,7 @@ class StreamableEndpoint:
         if sink is None:
             await respond(send, 202)
             return
-        accept = header(scope, b"accept") or "*/*"
-        wants_sse = "text/event-stream" in accept
-        wants_json = "application/json" in accept or "*/*" in accept or not wants_sse
+        wants_json, wants_sse = _accepts(scope)
         # Modern era: closing the stream is the cancellation, so watch for it from the start.
         watcher = watch_disconnect(scope, receive) if modern else None
         if len(requests) == 1 and not is_batch:
