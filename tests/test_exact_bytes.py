@@ -17,8 +17,6 @@ import asyncio
 import contextlib
 import json
 import re
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -28,12 +26,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.procs import HOST, REPO_ROOT, SyncRouter, free_port, run_router_sync, stop_popen
-from tests.support.raw import HANDSHAKE, RawClient, sse_events
+from tests.support.procs import SyncRouter, run_router_sync
+from tests.support.raw import HANDSHAKE, RAW_SERVER, RawClient, run_raw_http, sse_events
 
 pytestmark = pytest.mark.timeout(60)
 
-RAW_SERVER = REPO_ROOT / "tests" / "servers" / "raw.py"
 
 DEEP = b"[" * 1500 + b"]" * 1500
 ODD = (
@@ -48,25 +45,6 @@ BACKENDS = ("raw", "rawio")
 
 
 # ------------------------------------------------------------------------------ processes
-
-
-@contextlib.contextmanager
-def run_raw_http(record: Path) -> Iterator[str]:
-    port = free_port()
-    argv = [sys.executable, str(RAW_SERVER), "--transport", "streamable", "--port", str(port), "--record", str(record)]
-    popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert popen.poll() is None, "raw backend exited"
-            with socket.socket() as sock:
-                if sock.connect_ex((HOST, port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "raw backend did not listen"
-            time.sleep(0.02)  # a blocking poll interval: no event loop here
-        yield f"http://{HOST}:{port}/mcp"
-    finally:
-        stop_popen(popen)
 
 
 @dataclass

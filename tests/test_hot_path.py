@@ -14,10 +14,6 @@ import asyncio
 import contextlib
 import json
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -26,36 +22,16 @@ import httpx
 import pytest
 
 from app.server_protocol import _parse_head
-from tests.support.procs import HOST, REPO_ROOT, SyncRouter, free_port, run_router_sync, stop_popen, wait_for
-from tests.support.raw import MODERN
+from tests.support.procs import HOST, SyncRouter, run_router_sync, wait_for
+from tests.support.raw import MODERN, run_raw_http
 
 pytestmark = pytest.mark.timeout(60)
 
-RAW_SERVER = REPO_ROOT / "tests" / "servers" / "raw.py"
 META = {
     "io.modelcontextprotocol/protocolVersion": MODERN,
     "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
     "io.modelcontextprotocol/clientCapabilities": {},
 }
-
-
-@contextlib.contextmanager
-def run_raw_backend(record: Path) -> Iterator[str]:
-    port = free_port()
-    argv = [sys.executable, str(RAW_SERVER), "--transport", "streamable", "--port", str(port), "--record", str(record)]
-    popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert popen.poll() is None, "raw backend exited"
-            with socket.socket() as sock:
-                if sock.connect_ex((HOST, port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "raw backend did not listen"
-            time.sleep(0.02)  # a blocking poll interval: no event loop here
-        yield f"http://{HOST}:{port}/mcp"
-    finally:
-        stop_popen(popen)
 
 
 class Setup:
@@ -75,7 +51,7 @@ class Setup:
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     record = tmp_path_factory.mktemp("hot") / "raw.jsonl"
     record.touch()
-    with run_raw_backend(record) as url, run_router_sync("-b", f"raw={url}") as router:
+    with run_raw_http(record) as url, run_router_sync("-b", f"raw={url}") as router:
         yield Setup(router, record)
 
 

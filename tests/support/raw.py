@@ -7,7 +7,7 @@ Transports: "streamable-handshake" (initialize, then requests on its Mcp-Session
 "streamable-modern" (2026-07-28: every POST self-contained; the body must carry the `_meta`
 envelope) and "sse" (legacy HTTP+SSE: GET the stream, POST to its endpoint, answers on the
 stream). SSE is parsed by the letter of the spec (lines end at CR, LF or CRLF), independently of
-the router's own decoder.
+the router's own decoder. `run_raw_http` runs the raw backend (tests/servers/raw.py) they talk to.
 """
 
 from __future__ import annotations
@@ -16,12 +16,17 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Protocol
 
 import httpx
 
-from tests.support.procs import SyncRouter
+from tests.support.procs import HOST, REPO_ROOT, SyncRouter, free_port, stop_popen
 
 MODERN = "2026-07-28"
 HANDSHAKE = "2025-11-25"
@@ -147,3 +152,26 @@ class RawClient:
         assert resp.status_code == 200, resp.text
         assert resp.headers["content-type"].startswith("application/json")
         return resp.content
+
+
+RAW_SERVER = REPO_ROOT / "tests" / "servers" / "raw.py"
+
+
+@contextlib.contextmanager
+def run_raw_http(record: Path) -> Iterator[str]:
+    """Run tests/servers/raw.py (Streamable HTTP, recording what it receives to `record`); yield its URL."""
+    port = free_port()
+    argv = [sys.executable, str(RAW_SERVER), "--transport", "streamable", "--port", str(port), "--record", str(record)]
+    popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert popen.poll() is None, "raw backend exited"
+            with socket.socket() as sock:
+                if sock.connect_ex((HOST, port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "raw backend did not listen"
+            time.sleep(0.02)  # a blocking poll interval: no event loop here
+        yield f"http://{HOST}:{port}/mcp"
+    finally:
+        stop_popen(popen)
