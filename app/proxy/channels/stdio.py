@@ -247,15 +247,38 @@ async def spawn(
         stdin_file.close()
         stdout_file.close()
         raise BackendUnavailable(f"cannot start {command!r}: {exc.strerror or exc}") from None
+    # Shielded: a connect cancelled half-way (a restart superseded by the next command) may already
+    # own its pipe and have closed it, so the pipes could not be told apart from fds reused since.
+    connecting = asyncio.ensure_future(_connect_pipes(loop, stdin_file, stdout_file, lines))
     try:
-        stdin, stdin_flow = await loop.connect_write_pipe(_StdinProtocol, stdin_file)
-        stdout, _ = await loop.connect_read_pipe(lambda: _StdoutProtocol(lines), stdout_file)
+        stdin, stdin_flow, stdout = await asyncio.shield(connecting)
     except BaseException:
-        stdin_file.close()
-        stdout_file.close()
+        with contextlib.suppress(BaseException):
+            stdin, stdin_flow, stdout = await connecting  # quick, and never cancelled: then closed
+            stdin.close()
+            stdout.close()
         await terminate(proc)
         raise
     return Pipes(proc, stdin, stdin_flow, stdout)
+
+
+async def _connect_pipes(
+    loop: asyncio.AbstractEventLoop, stdin_file: io.FileIO, stdout_file: io.FileIO, lines: Lines
+) -> tuple[asyncio.WriteTransport, _StdinProtocol, asyncio.ReadTransport]:
+    """The child's stdin and stdout as transports; on failure every pipe end is closed once."""
+    try:
+        stdin, stdin_flow = await loop.connect_write_pipe(_StdinProtocol, stdin_file)
+    except BaseException:
+        stdin_file.close()
+        stdout_file.close()
+        raise
+    try:
+        stdout, _ = await loop.connect_read_pipe(lambda: _StdoutProtocol(lines), stdout_file)
+    except BaseException:
+        stdin.close()
+        stdout_file.close()
+        raise
+    return stdin, stdin_flow, stdout
 
 
 async def terminate(
