@@ -115,9 +115,7 @@ class Response:
                 self.on_progress(self)  # past the bound: it must take over (and read) before we pause
             if self.on_progress is None:
                 self._conn.pause()
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        self._wake_reader()
 
     def _finish(self) -> None:
         self.complete = True
@@ -133,11 +131,14 @@ class Response:
         self._wake()
 
     def _wake(self) -> None:
+        self._wake_reader()
+        if self.on_progress is not None:
+            self.on_progress(self)
+
+    def _wake_reader(self) -> None:
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
-        if self.on_progress is not None:
-            self.on_progress(self)
 
     @property
     def failure(self) -> OSError | None:
