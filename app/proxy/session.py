@@ -427,6 +427,8 @@ class Session:
                 return
             if self.pending.get(p.backend_id) is not p:
                 return  # answered or cancelled while it waited
+            if p.listen and p.channel is not None:
+                return  # re-opened by the channel's install while it waited: one stream per listen
             if resent:
                 # Shown before it goes: a JSON answer is delivered before the send returns.
                 resent = False
@@ -537,8 +539,12 @@ class Session:
         self.channel = ch
         if self.era == "modern":
             for p in list(self.pending.values()):
-                if p.listen and p.channel is None:
+                if p.listen and p.channel is None and p.sent_on is not None:
                     # The client's listen stream stays open; the new backend serves it from now on.
+                    # Only a listen an earlier channel served: one never sent yet is sent by its
+                    # own `_forward` (sent here too, the backend would open two streams for it,
+                    # and the router would cancel only one when the client closes its stream).
+                    p.sent_on = ch
                     try:
                         await ch.send(p.msg, p.headers)
                         p.channel = ch

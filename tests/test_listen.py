@@ -1,0 +1,101 @@
+"""A 2026-07-28 client's `subscriptions/listen` stream through the router: one stream per listen,
+forgotten the moment the client closes it.
+
+Each test runs its own router, so the listen is the first request of the router's shared modern
+session for that backend: the case where the channel is opened for the listen itself (the listen
+was once sent twice then, and closing it cancelled only one of the two backend streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import mcp_types as types
+import pytest
+
+from tests.support.clients import connect
+from tests.support.procs import Router, run_fixture, run_router, stdio_command, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+COUNTER_URI = "test://counter"  # the fixture's resource that its `bump` tool changes
+UPDATED = "notifications/resources/updated"
+
+
+@contextlib.asynccontextmanager
+async def router_for(backend: str) -> AsyncIterator[Router]:
+    if backend == "http":
+        async with run_fixture("streamable", name="http") as fixture, run_router("-b", f"http={fixture.url}") as r:
+            yield r
+    else:
+        async with run_router("-b", f"stdio={stdio_command('v1', name='stdio')}") as r:
+            yield r
+
+
+def trace(r: Router, backend: str, what: str) -> list[str]:
+    """The router's trace lines for the backend's shared modern session that mention `what`."""
+    return [line for line in r.lines if f" {backend}  modern:" in line and what in line]
+
+
+def suspicious(r: Router) -> list[str]:
+    return [line for line in r.lines + r.stderr_lines if "Traceback" in line or "dropped" in line or "Error" in line]
+
+
+async def modern_pending(r: Router) -> int:
+    async with httpx.AsyncClient() as http:
+        sessions = (await http.get(f"{r.url}/sessions")).json()
+    return sum(s["pending"] for s in sessions if s["era"] == "modern")
+
+
+@pytest.mark.parametrize("backend", ["http", "stdio"])
+async def test_closed_listen_stream_is_forgotten(backend: str) -> None:
+    watcher_seen: list[Any] = []
+    other_seen: list[Any] = []
+
+    async def watcher_message(message: Any) -> None:
+        watcher_seen.append(message)
+
+    async def other_message(message: Any) -> None:
+        other_seen.append(message)
+
+    def updates(seen: list[Any]) -> list[Any]:
+        return [m for m in seen if isinstance(m, types.ResourceUpdatedNotification)]
+
+    async with (
+        router_for(backend) as r,
+        connect(r.mcp_url(backend), "streamable-modern", message_handler=watcher_message) as watcher,
+        connect(r.mcp_url(backend), "streamable-modern", message_handler=other_message) as other,
+    ):
+        async with watcher.listen(resource_subscriptions=[COUNTER_URI]) as subscription:
+            assert subscription.honored.resource_subscriptions == [COUNTER_URI]
+            await watcher.call_tool("bump", {})
+            async with asyncio.timeout(5):
+                event = await anext(aiter(subscription))
+            assert getattr(event, "uri", None) == COUNTER_URI
+            # One listen, one backend stream: the backend told it once. On stdio the update comes
+            # before the call's answer on the one pipe, so a second one would be shown by now; over
+            # HTTP it comes on the listen's own connection, and a second one nearly always would.
+            await wait_for(
+                lambda: trace(r, backend, "tools/call #1  ok") and trace(r, backend, UPDATED),
+                5,
+                message="the bump's answer and update in the trace",
+            )
+            assert len(trace(r, backend, UPDATED)) == 1, "\n".join(r.lines)
+        received = len(updates(watcher_seen))
+
+        # Closing the stream is the cancellation (HTTP): the router forgets the listen at once and
+        # ends it upstream, and says so in its trace.
+        await wait_for(lambda: trace(r, backend, "notifications/cancelled"), 5, message="the listen's cancellation")
+        assert await modern_pending(r) == 0
+
+        # Another client changes the resource: nothing reaches the closed listen, and the router
+        # reports nothing lost (the client asked to stop).
+        await other.call_tool("bump", {})
+        await wait_for(lambda: len(trace(r, backend, "tools/call #1  ok")) == 2, 5, message="the second bump's answer")
+        assert await modern_pending(r) == 0
+        assert len(updates(watcher_seen)) == received
+        assert updates(other_seen) == []
+        assert not suspicious(r), "\n".join(r.lines + r.stderr_lines)
