@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import mcp_types as types
 import pytest
+from mcp.client import subscriptions
 
 from tests.support.clients import connect
 from tests.support.procs import Router, run_fixture, run_router, stdio_command, wait_for
@@ -98,4 +100,29 @@ async def test_closed_listen_stream_is_forgotten(backend: str) -> None:
         assert await modern_pending(r) == 0
         assert len(updates(watcher_seen)) == received
         assert updates(other_seen) == []
+        assert not suspicious(r), "\n".join(r.lines + r.stderr_lines)
+
+
+@pytest.mark.parametrize("backend", ["http", "stdio"])
+async def test_closing_a_listen_leaves_another_clients_listen_with_the_same_id(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two SDK processes both call their first listen 'listen-1' (one test process stands in for
+    them: the SDK's process-wide counter is started again for each). On the router's shared
+    session the two are told apart by their streams: closing the second ends that one only."""
+    async with (
+        router_for(backend) as r,
+        connect(r.mcp_url(backend), "streamable-modern") as first,
+        connect(r.mcp_url(backend), "streamable-modern") as second,
+    ):
+        monkeypatch.setattr(subscriptions, "_listen_ids", itertools.count(1))
+        async with first.listen(resource_subscriptions=[COUNTER_URI]) as kept:
+            monkeypatch.setattr(subscriptions, "_listen_ids", itertools.count(1))
+            async with second.listen(resource_subscriptions=[COUNTER_URI]) as closed:
+                assert kept.subscription_id == closed.subscription_id == "listen-1"
+            await wait_for(lambda: trace(r, backend, "notifications/cancelled"), 5, message="the cancellation")
+            await second.call_tool("bump", {})
+            async with asyncio.timeout(5):
+                event = await anext(aiter(kept))
+            assert getattr(event, "uri", None) == COUNTER_URI
         assert not suspicious(r), "\n".join(r.lines + r.stderr_lines)

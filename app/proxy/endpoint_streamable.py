@@ -296,7 +296,7 @@ class StreamableEndpoint:
 
     def _gone_now(self, session: Session, request: Message, sink: DirectSink) -> None:
         """The client left a hot-path request: cancel it upstream, end the stream it was handed to."""
-        p = self._pending_for(session, request)
+        p = self._pending_for(session, request, sink)
         if p is not None:
             session.client_gone(p)
         if sink.reply is not None:
@@ -366,7 +366,7 @@ class StreamableEndpoint:
             except asyncio.CancelledError:
                 if watcher is None or not watcher.done():
                     raise
-                p = self._pending_for(session, requests[0])
+                p = self._pending_for(session, requests[0], sink)
                 if p is not None:
                     session.client_gone(p)
                 return
@@ -484,7 +484,7 @@ class StreamableEndpoint:
             sink.closed = True
             if modern:
                 for m in requests:
-                    p = self._pending_for(session, m)
+                    p = self._pending_for(session, m, sink)
                     if p is not None:
                         session.client_gone(p)
         finally:
@@ -536,9 +536,11 @@ class StreamableEndpoint:
             abort()  # unblocks the write the stream is stuck in; the connection is not reused
 
     @staticmethod
-    def _pending_for(session: Session, m: Message) -> Pending | None:
+    def _pending_for(session: Session, m: Message, sink: Sink) -> Pending | None:
+        # By its stream too: on a shared session two clients' requests may have the same id and
+        # method (every SDK client numbers from 1), and one closing its stream cancels only its own.
         for p in session.pending.values():
-            if p.client_id == m.id and p.msg.method == m.method:
+            if p.sink is sink and p.client_id == m.id and p.msg.method == m.method:
                 return p
         return None
 
