@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import shlex
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +22,7 @@ import pytest
 from mcp.client import subscriptions
 
 from tests.support.clients import connect
-from tests.support.procs import Router, run_fixture, run_router, stdio_command, wait_for
+from tests.support.procs import REPO_ROOT, Router, run_fixture, run_router, stdio_command, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 COUNTER_URI = "test://counter"  # the fixture's resource that its `bump` tool changes
@@ -46,6 +48,10 @@ def suspicious(r: Router) -> list[str]:
     return [line for line in r.lines + r.stderr_lines if "Traceback" in line or "dropped" in line or "Error" in line]
 
 
+def updates(seen: list[Any]) -> list[Any]:
+    return [m for m in seen if isinstance(m, types.ResourceUpdatedNotification)]
+
+
 async def modern_pending(r: Router) -> int:
     async with httpx.AsyncClient() as http:
         sessions = (await http.get(f"{r.url}/sessions")).json()
@@ -62,9 +68,6 @@ async def test_closed_listen_stream_is_forgotten(backend: str) -> None:
 
     async def other_message(message: Any) -> None:
         other_seen.append(message)
-
-    def updates(seen: list[Any]) -> list[Any]:
-        return [m for m in seen if isinstance(m, types.ResourceUpdatedNotification)]
 
     async with (
         router_for(backend) as r,
@@ -126,3 +129,43 @@ async def test_closing_a_listen_leaves_another_clients_listen_with_the_same_id(
                 event = await anext(aiter(kept))
             assert getattr(event, "uri", None) == COUNTER_URI
         assert not suspicious(r), "\n".join(r.lines + r.stderr_lines)
+
+
+async def test_late_updates_for_a_closed_listen_are_not_reported_lost() -> None:
+    """A backend may ignore the cancellation (tiny_stdio does): what it still sends the closed
+    listen is dropped quietly, since the client asked to stop. An update for a subscription
+    nobody opened is a message lost: reported, and never handed to a call that is in flight."""
+    watcher_seen: list[Any] = []
+    other_seen: list[Any] = []
+
+    async def watcher_message(message: Any) -> None:
+        watcher_seen.append(message)
+
+    async def other_message(message: Any) -> None:
+        other_seen.append(message)
+
+    tiny = shlex.join([sys.executable, "-S", str(REPO_ROOT / "tests" / "servers" / "tiny_stdio.py")])
+    async with (
+        run_router("-b", f"tiny={tiny}") as r,
+        connect(r.mcp_url("tiny"), "streamable-modern", message_handler=watcher_message) as watcher,
+        connect(r.mcp_url("tiny"), "streamable-modern", message_handler=other_message) as other,
+    ):
+        async with watcher.listen(resource_subscriptions=[COUNTER_URI]) as subscription:
+            await watcher.call_tool("bump", {})
+            async with asyncio.timeout(5):
+                event = await anext(aiter(subscription))
+            assert getattr(event, "uri", None) == COUNTER_URI
+        received = len(updates(watcher_seen))
+        await wait_for(lambda: trace(r, "tiny", "notifications/cancelled"), 5, message="the listen's cancellation")
+
+        # The backend still notifies the closed listen, before the call's answer on the one pipe.
+        await other.call_tool("bump", {})
+        await wait_for(lambda: len(trace(r, "tiny", "tools/call #1  ok")) == 2, 5, message="the second bump's answer")
+        assert not suspicious(r), "\n".join(r.lines + r.stderr_lines)
+        assert len(updates(watcher_seen)) == received
+
+        await other.call_tool("bump", {"also": "nobody"})
+        await wait_for(lambda: trace(r, "tiny", "tools/call #3  ok"), 5, message="the third bump's answer")
+        dropped = [line for line in r.lines if "dropped" in line]
+        assert len(dropped) == 1 and UPDATED in dropped[0], "\n".join(r.lines)
+        assert updates(other_seen) == []

@@ -624,6 +624,11 @@ class Session:
                 task = self._spawn(ch.send(note))
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
+    def _for_cancelled(self, subscription: object, related: RequestId | None) -> bool:
+        """Whether a backend notification is for a subscription (or request) the client cancelled."""
+        owner = subscription if isinstance(subscription, str | int) else related
+        return owner is not None and owner not in self.pending and owner in self._cancelled
+
     def _note_cancelled(self, p: Pending) -> None:
         self._cancelled[p.backend_id] = None
         if len(self._cancelled) > 256:
@@ -686,6 +691,18 @@ class Session:
         out = msg
         params = msg.params
         method = msg.method
+        meta = params.get("_meta")
+        subscription = meta.get(jsonrpc.META_SUBSCRIPTION_ID) if self.era == "modern" and isinstance(meta, dict) else None
+        if subscription is not None:
+            # It names the listen it is for: that listen's stream or none, never a request that
+            # happens to be in flight (on stdio, another client's).
+            q = self.pending.get(subscription) if isinstance(subscription, str | int) else None
+            p = q if q is not None and q.listen else p if p is not None and p.listen else None
+        if p is None and self.era == "modern" and self._for_cancelled(subscription, related):
+            # Sent before the backend saw the client close that stream (a listen the client
+            # ended, a call it gave up), or by a backend that ignores the cancellation: the
+            # client asked to stop, so nothing is lost.
+            return
         if method == "notifications/progress":
             tok = params.get("progressToken")
             q = self._by_token.get(tok) if isinstance(tok, str | int) else None
@@ -701,7 +718,13 @@ class Session:
                     del self.server_requests[rid]
                     out = msg.with_value(("params", "requestId"), rid)
                     break
-        if p is None and self.era == "modern" and related is None and method != "notifications/cancelled":
+        if (
+            p is None
+            and self.era == "modern"
+            and related is None
+            and subscription is None
+            and method != "notifications/cancelled"
+        ):
             # A stdio backend cannot say which request a log line belongs to, and in the modern era
             # there is no other stream. With one request in flight on its process it is that
             # request's; with several (other clients' among them) nobody's: never another client's.
@@ -719,18 +742,13 @@ class Session:
                     "on its process (several clients): not delivered",
                 )
                 return
-        meta = params.get("_meta")
-        if self.era == "modern" and isinstance(meta, dict) and jsonrpc.META_SUBSCRIPTION_ID in meta:
-            p = self.pending.get(meta[jsonrpc.META_SUBSCRIPTION_ID], p)
-            if p is not None and p.listen:
-                if method == "notifications/subscriptions/acknowledged":
-                    if p.acknowledged:
-                        return  # a re-opened stream acknowledges again; the client has its ack
-                    p.acknowledged = True
-                if p.renamed:
-                    out = out.with_value(
-                        ("params", "_meta", jsonrpc.META_SUBSCRIPTION_ID), p.client_id, p.client_raw_id
-                    )
+        if subscription is not None and p is not None:
+            if method == "notifications/subscriptions/acknowledged":
+                if p.acknowledged:
+                    return  # a re-opened stream acknowledges again; the client has its ack
+                p.acknowledged = True
+            if p.renamed:
+                out = out.with_value(("params", "_meta", jsonrpc.META_SUBSCRIPTION_ID), p.client_id, p.client_raw_id)
         self._publish_traffic("backend->client", out)
         self._deliver(out, p)
 

@@ -2,9 +2,12 @@
 
     python tests/servers/tiny_stdio.py [--stderr-lines N --stderr-size BYTES]
 
-Answers `initialize` (echoing the offered version), `ping`, `tools/list` and `tools/call` of two
-tools: `echo` (returns its `text`) and `hang` (never answers: a request that stays in flight).
-Exits at the end of stdin. With --stderr-lines it first writes that many lines of --stderr-size
+Answers `initialize` (echoing the offered version), `ping`, `tools/list` and `tools/call` of three
+tools: `echo` (returns its `text`), `hang` (never answers: a request that stays in flight) and
+`bump` (tells every `subscriptions/listen` it was ever sent that test://counter changed, and
+also the subscription its `also` argument names: a backend's mistake). A listen is acknowledged,
+never answered, never ends: this server ignores `notifications/cancelled` (the spec lets a server
+ignore a cancellation), so it goes on notifying listens the client closed. Exits at the end of stdin. With --stderr-lines it first writes that many lines of --stderr-size
 bytes each to stderr (a chatty server, for the log bounds).
 """
 
@@ -14,7 +17,20 @@ import sys
 TOOLS = [
     {"name": "echo", "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}},
     {"name": "hang", "inputSchema": {"type": "object"}},
+    {"name": "bump", "inputSchema": {"type": "object"}},
 ]
+COUNTER_URI = "test://counter"
+SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
+listens: list[object] = []  # ids of every subscriptions/listen request, in order
+
+
+def write(msg: dict) -> None:  # type: ignore[type-arg]
+    sys.stdout.write(json.dumps(msg) + "\n")
+    sys.stdout.flush()
+
+
+def notify(method: str, subscription: object, params: dict) -> None:  # type: ignore[type-arg]
+    write({"jsonrpc": "2.0", "method": method, "params": {**params, "_meta": {SUBSCRIPTION_ID: subscription}}})
 
 
 def answer(msg: dict) -> dict | None:  # type: ignore[type-arg]
@@ -28,9 +44,20 @@ def answer(msg: dict) -> dict | None:  # type: ignore[type-arg]
         }
     if method == "tools/list":
         return {"tools": TOOLS}
+    if method == "subscriptions/listen":
+        listens.append(msg["id"])
+        wanted = params.get("notifications") or {}
+        honored = {"resourceSubscriptions": [u for u in wanted.get("resourceSubscriptions", []) if u == COUNTER_URI]}
+        notify("notifications/subscriptions/acknowledged", msg["id"], {"notifications": honored})
+        return None
     if method == "tools/call":
         if params.get("name") == "hang":
             return None
+        if params.get("name") == "bump":
+            also = (params.get("arguments") or {}).get("also")
+            for subscription in [*listens, *([also] if also is not None else [])]:
+                notify("notifications/resources/updated", subscription, {"uri": COUNTER_URI})
+            return {"content": [{"type": "text", "text": str(len(listens))}]}
         text = str((params.get("arguments") or {}).get("text", ""))
         return {"content": [{"type": "text", "text": text}]}
     return {}
@@ -56,8 +83,12 @@ def main() -> None:
             continue
         result = answer(msg)
         if result is not None:
-            sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}) + "\n")
-            sys.stdout.flush()
+            meta = (msg.get("params") or {}).get("_meta") or {}
+            if "io.modelcontextprotocol/protocolVersion" in meta:
+                result["resultType"] = "complete"  # a 2026-07-28 request's result says it is final
+                if msg["method"] == "tools/list":
+                    result.update(cacheScope="private", ttlMs=0)  # and a list says how long it holds
+            write({"jsonrpc": "2.0", "id": msg["id"], "result": result})
 
 
 if __name__ == "__main__":
