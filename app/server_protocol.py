@@ -79,6 +79,10 @@ class _DirectReply:
         self.protocol.direct_to_asgi(self)
 
 
+# The app's hot path: (scope, headers by lower-case name, body, reply) -> taken.
+DirectApp = Callable[[Any, dict[bytes, bytes], bytes, _DirectReply], bool]
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """Also tells the app at once when a client goes away (see `app.proxy.asgi.watch_disconnect`),
     and offers each small POST to the app's hot path (`post_now`) before uvicorn sees it."""
@@ -87,12 +91,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_message = False  # uvicorn's parser is inside a request
         self._partial = b""  # the start of a request not yet whole, held for the hot path
-        self._partial_head: tuple[int, tuple[bytes, list[tuple[bytes, bytes]], int]] | None = None
+        self._partial_head: tuple[int, tuple[bytes, dict[bytes, bytes], int]] | None = None
         self._direct: _DirectReply | None = None  # the hot-path request in flight
         self._backlog = b""  # what the client sent meanwhile (pipelined), served after it
         self._close_after = False  # shut down while a hot-path request was in flight
         self._last_activity = 0.0  # loop time of the last request or answer (the keep-alive timer's)
-        self._direct_app: Callable[[Any, bytes, _DirectReply], bool] | None = getattr(self.app, "post_now", None)
+        self._direct_app: DirectApp | None = getattr(self.app, "post_now", None)
 
     # -- the hot path
     def data_received(self, data: bytes) -> None:
@@ -123,7 +127,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 return
         super().data_received(data)
 
-    def _offer(self, post_now: Callable[[Any, bytes, _DirectReply], bool], data: bytes) -> bytes | None:
+    def _offer(self, post_now: DirectApp, data: bytes) -> bytes | None:
         """Serve `data`'s first request on the hot path if the app takes it.
 
         Returns the bytes uvicorn must still see (all of them when the app declined), or None
@@ -162,13 +166,13 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             "path": self.root_path + path.decode("ascii"),
             "raw_path": path,
             "query_string": query,
-            "headers": headers,
+            "headers": list(headers.items()),
             DISCONNECT_HOOKS: [],
         }
         reply = _DirectReply(self, scope, data[end + 4 : body_end])
         self._direct = reply
         try:
-            taken = bool(post_now(scope, reply.body, reply))
+            taken = bool(post_now(scope, headers, reply.body, reply))
         except Exception:  # the full path answers it, errors included
             self.logger.exception("the hot path failed on a request; serving it the usual way")
             taken = False
@@ -306,20 +310,24 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
 
 _TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_FIELD_CHARS = b"\t\r\n" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+# Every byte a head may hold maps to itself; a control character (but TAB, CR, LF) maps to CR, so
+# that one count of CRs finds both it and a bare CR.
+_CTL_TO_CR = bytes(b if (b >= 0x20 and b != 0x7F) or b in (0x09, 0x0A, 0x0D) else 0x0D for b in range(256))
 
 
-def _parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], int] | None:
-    """The target, headers and body length of a plain HTTP/1.1 POST head; None for anything else.
+def _parse_head(head: bytes) -> tuple[bytes, dict[bytes, bytes], int] | None:
+    """The target, headers (lower-case names) and body length of a plain HTTP/1.1 POST head; None
+    for anything else.
 
     `head` ends with the blank line. Deliberately narrow: whatever it does not recognise (another
-    version, chunked bodies, an Expect or Upgrade, a percent-encoded path, a malformed line) is
-    left to uvicorn's parser. Written for cost: `translate(None, allowed)` leaves what is not
-    allowed in one C loop (a regex costs more than the rest of the request), and `find` instead
-    of `in` (for bytes, `in` first tries the operand as an integer and formats an exception).
+    version, chunked bodies, an Expect or Upgrade, a percent-encoded path, a malformed line, a
+    repeated header) is left to uvicorn's parser. Written for cost, as it runs on every call: one
+    C pass per check over the whole head, and per line only what builds the dict (`translate`
+    with a table instead of a regex, which costs more than the rest of the request; `find`
+    instead of `in`, which for bytes first tries the operand as an integer and formats an exception).
     """
     crlf = head.count(b"\r\n")
-    if head.translate(None, _FIELD_CHARS) or head.count(b"\r") != crlf or head.count(b"\n") != crlf:
+    if head.translate(_CTL_TO_CR).count(b"\r") != crlf or head.count(b"\n") != crlf:
         return None  # a control character, or a bare CR or LF
     lines = head[:-4].split(b"\r\n")
     parts = lines[0].split(b" ")
@@ -327,27 +335,20 @@ def _parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], int] | N
         return None
     if not parts[1].isascii():
         return None
-    headers: list[tuple[bytes, bytes]] = []
-    names: list[bytes] = []
-    length = -1
+    headers: dict[bytes, bytes] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep or not name:
             return None
-        names.append(name)
-        name = name.lower()
-        value = value.lstrip(b" \t")  # trailing whitespace is kept, as httptools keeps it
-        if name == b"content-length":
-            if length >= 0 or not value.isdigit():
-                return None
-            length = int(value)
-        elif name in _NOT_DIRECT or (name == b"connection" and value.lower() != b"keep-alive"):
-            return None
-        headers.append((name, value))
-    if length < 0 or b"".join(names).translate(None, _TOKEN_CHARS):
+        headers[name.lower()] = value.lstrip(b" \t")  # trailing whitespace is kept, as httptools keeps it
+    if len(headers) != crlf - 2 or b"".join(headers).translate(None, _TOKEN_CHARS):
+        return None  # a repeated header (`header()` would read only the first), or a bad name
+    length = headers.get(b"content-length")
+    if length is None or not length.isdigit():
         return None
-    return parts[1], headers, length
-
-
-# Headers that ask for more than one plain request and answer: uvicorn's path handles them.
-_NOT_DIRECT = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+    if b"transfer-encoding" in headers or b"expect" in headers or b"upgrade" in headers:
+        return None  # more than one plain request and answer: uvicorn's path handles them
+    connection = headers.get(b"connection")
+    if connection is not None and connection.lower() != b"keep-alive":
+        return None
+    return parts[1], headers, int(length)

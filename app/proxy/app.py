@@ -189,15 +189,15 @@ class RouterApp:
         given = auth[7:] if auth.lower().startswith("bearer ") else ""
         return hmac.compare_digest(given.encode(), self.token.encode())
 
-    def post_now(self, scope: Scope, body: bytes, reply: DirectReply) -> bool:
+    def post_now(self, scope: Scope, headers: dict[bytes, bytes], body: bytes, reply: DirectReply) -> bool:
         """Serve a whole POST without a task if it is the hot path's kind (see StreamableEndpoint.post_now).
 
         The same checks as `__call__`; a request any of them would refuse, and one from a web page
-        (Origin, CORS), goes the usual way: False, nothing done.
+        (Origin, CORS), goes the usual way: False, nothing done. `headers`: the request's, by
+        lower-case name (none repeated: `header()` would read only the first).
         """
-        headers: dict[bytes, bytes] = dict(scope["headers"])
-        if len(headers) != len(scope["headers"]) or headers.get(b"origin") is not None:
-            return False  # a repeated header: `header()` reads the first, so leave it to the full path
+        if headers.get(b"origin") is not None:
+            return False
         host = headers.get(b"host")
         if host is not None:
             ok = self._hosts_ok.get(host)
