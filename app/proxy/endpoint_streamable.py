@@ -76,13 +76,19 @@ class _Refusal:
     msg_id: RequestId | None
 
 
-@dataclass(frozen=True, slots=True)
-class HandedOver:
-    """A hot-path request whose answer needs the endpoint after all (a stream, not one JSON body)."""
+# A hot-path request whose answer needs the endpoint after all (a stream, not one JSON body): its
+# session, the request, its sink. A tuple: it is made for every hot-path call, and read only then.
+Handed = tuple[Session, Message, Sink]
 
-    session: Session
-    request: Message
-    sink: Sink
+
+def _forwarded(headers: dict[bytes, bytes]) -> dict[str, str]:
+    """The request's headers the backend must see (`headers` by lower-case name, as the hot path has them)."""
+    out: dict[str, str] = {}
+    for k, v in headers.items():
+        if k in FORWARDED or k.startswith(FORWARDED_PREFIXES):
+            out[k.decode("latin-1")] = v.decode("latin-1")
+    out.setdefault("mcp-protocol-version", headers[b"mcp-protocol-version"].decode("latin-1"))
+    return out
 
 
 class StreamableEndpoint:
@@ -91,7 +97,7 @@ class StreamableEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, backend_name: str | None) -> None:
         method = scope["method"]
-        handed: HandedOver | None = scope.get(HANDED_OVER)
+        handed: Handed | None = scope.get(HANDED_OVER)
         if handed is not None:
             await self.resume(scope, receive, send, handed)
         elif method == "POST":
@@ -277,13 +283,25 @@ class StreamableEndpoint:
             messages, is_batch = jsonrpc.parse_body(body)
         except jsonrpc.ProtocolError:
             return False
-        target = self._modern_target(messages, is_batch, version, version, scope, backend_name)
-        if isinstance(target, _Refusal):
+        if is_batch:
             return False
-        session, forwarded = target
         request = messages[0]
+        if not request.is_request:
+            return False
+        meta_version = jsonrpc.meta_version(request)
+        if meta_version is not None and meta_version != version:
+            return False  # the full path answers the mismatch
+        try:
+            backend = self.router.resolve(backend_name)
+        except UnknownBackend:
+            return False
+        if backend.transport == "sse":
+            return False
+        session = self.router.modern_session(backend)
+        forwarded = _forwarded(headers)
         sink = DirectSink(reply, request.id, modern_status)
-        scope[HANDED_OVER] = HandedOver(session, request, sink)  # read only if the sink hands over
+        handed: Handed = (session, request, sink)
+        scope[HANDED_OVER] = handed  # read only if the sink hands over
         if not session.send_now(request, sink, forwarded):
             del scope[HANDED_OVER]
             return False
@@ -291,7 +309,7 @@ class StreamableEndpoint:
         hooks: list[Callable[[], None]] | None = scope.get(DISCONNECT_HOOKS)
         if hooks is not None and sink.reply is not None:
             hooks.append(functools.partial(self._gone_now, session, request, sink))
-        self.router.modern_clients.seen(session.backend.name, request.params, version)
+        self.router.modern_clients.seen(backend.name, request.params, version)
         return True
 
     def _gone_now(self, session: Session, request: Message, sink: DirectSink) -> None:
@@ -305,16 +323,17 @@ class StreamableEndpoint:
         else:
             sink.put(jsonrpc.notification("$closed"))
 
-    async def resume(self, scope: Scope, receive: Receive, send: Send, handed: HandedOver) -> None:
+    async def resume(self, scope: Scope, receive: Receive, send: Send, handed: Handed) -> None:
         """A hot-path request whose answer turned out to need a stream: serve it as `_dispatch` would."""
+        session, request, sink = handed
         wants_json, wants_sse = _accepts(scope)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         await self._stream_answers(
-            handed.session,
-            [handed.request],
+            session,
+            [request],
             False,
-            handed.sink,
+            sink,
             done,
             watch_disconnect(scope, receive),
             scope,
