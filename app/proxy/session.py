@@ -289,18 +289,30 @@ class Session:
         nothing happened (use `client_request`); True that the request is in flight like any other.
         """
         ch = self.channel
+        method = msg.method
         if (
             self.closed
             or not self.shared
-            or msg.method in STATEFUL_METHODS
-            or not self._ready()
+            or method in STATEFUL_METHODS
             or not isinstance(ch, StreamableHTTPChannel)
+            or not ch.alive
+            or not self.backend.accepting
         ):
             return False
         conn = ch.idle_connection()
         if conn is None:
             return False
-        p = self._admit(msg, sink, headers, keep_id=True, shown=False)
+        client_id = msg.id
+        p: Pending | None = None
+        if client_id is not None and method is not None and client_id not in self.pending:
+            if jsonrpc.progress_token(msg) is None:
+                # What `_admit` does for such a request (its id kept, nothing to rename, nothing the
+                # session keeps), without the steps every other kind of request needs.
+                self.last_activity = time.time()
+                p = Pending(client_id, client_id, method, msg, sink, headers)
+                self.pending[client_id] = p
+        if p is None:
+            p = self._admit(msg, sink, headers, keep_id=True, shown=False)
         if p is None:
             ch.http.put_idle(conn)
             return True  # answered already (into the sink)
