@@ -92,7 +92,7 @@ class StreamableHTTPChannel(HTTPChannel):
         else (an SSE stream, a large body, a failure) goes to the usual coroutine.
         """
         resp = self.http.send_now(
-            conn, "POST", self.url, msg.raw, self._headers(headers), lambda r: self._progress(msg, r)
+            conn, "POST", self.url, msg.raw, self._headers(headers), functools.partial(self._progress, msg)
         )
         if msg.id is not None:
             self._waiting_now[msg.id] = resp
