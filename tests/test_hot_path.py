@@ -228,6 +228,11 @@ HEADS = [
     b"POST /mcp HTTP/1.1\r\nHost: h\xc3\xa9\r\nContent-Length: 2\r\n\r\n",
     b"POST  /mcp HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n",
     b"POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX-Empty:\r\n\r\n",
+    b"POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n: no name\r\n\r\n",
+    b"POST /mcp HTTP/1.1\r\nHost: h\r\nno colon\r\nContent-Length: 2\r\n\r\n",
+    b"POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nhost: h\r\n\r\n",
+    b"POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX-Colons: a:b: c\r\nX-Del: \x7f\r\n\r\n",
+    b"POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX-Colons: a:b: c\r\n\r\n",
 ]
 
 
