@@ -81,13 +81,21 @@ class _Refusal:
 Handed = tuple[Session, Message, Sink]
 
 
+_FORWARDED_NAMES = tuple((name, name.decode()) for name in sorted(FORWARDED))
+
+
 def _forwarded(headers: dict[bytes, bytes]) -> dict[str, str]:
     """The request's headers the backend must see (`headers` by lower-case name, as the hot path has them)."""
     out: dict[str, str] = {}
-    for k, v in headers.items():
-        if k in FORWARDED or k.startswith(FORWARDED_PREFIXES):
-            out[k.decode("latin-1")] = v.decode("latin-1")
-    out.setdefault("mcp-protocol-version", headers[b"mcp-protocol-version"].decode("latin-1"))
+    for name, text in _FORWARDED_NAMES:
+        value = headers.get(name)
+        if value is not None:
+            out[text] = value.decode("latin-1")
+    # Each header is looked at in Python only when some name has a forwarded prefix (one search).
+    if b"\n".join(headers).find(b"mcp-param-") >= 0:
+        for k, v in headers.items():
+            if k.startswith(FORWARDED_PREFIXES):
+                out[k.decode("latin-1")] = v.decode("latin-1")
     return out
 
 
