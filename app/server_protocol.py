@@ -96,6 +96,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._backlog = b""  # what the client sent meanwhile (pipelined), served after it
         self._close_after = False  # shut down while a hot-path request was in flight
         self._last_activity = 0.0  # loop time of the last request or answer (the keep-alive timer's)
+        self._defaults: list[tuple[bytes, bytes]] | None = None  # uvicorn's default headers, and as bytes
+        self._defaults_head = b""
         self._direct_app: DirectApp | None = getattr(self.app, "post_now", None)
 
     # -- the hot path
@@ -192,9 +194,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        head = b"%scontent-type: application/json\r\ncontent-length: %d\r\n" % (STATUS_LINE[status], len(body))
-        for name, value in self.server_state.default_headers:
-            head += name + b": " + value + b"\r\n"
+        defaults = self.server_state.default_headers
+        if defaults is not self._defaults:  # uvicorn makes a new list when its Date changes (each second)
+            self._defaults = defaults
+            self._defaults_head = b"".join([name + b": " + value + b"\r\n" for name, value in defaults])
+        head = b"%scontent-type: application/json\r\ncontent-length: %d\r\n%s" % (
+            STATUS_LINE[status],
+            len(body),
+            self._defaults_head,
+        )
         if self._close_after:
             head += b"connection: close\r\n"
         if len(body) > COALESCE_MAX:
