@@ -318,9 +318,23 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
 
 _TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-# Every byte a head may hold maps to itself; a control character (but TAB, CR, LF) maps to CR, so
-# that one count of CRs finds both it and a bare CR.
-_CTL_TO_CR = bytes(b if (b >= 0x20 and b != 0x7F) or b in (0x09, 0x0A, 0x0D) else 0x0D for b in range(256))
+# What a line of a head may not hold: control characters but TAB (a bare CR or LF among them).
+_CTL = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
+
+# Header lines read before, to what they read as: (lower-case name, value). A client sends the
+# same lines call after call (only a few, like Content-Length, vary, and among few values), and
+# every check of a line is the line's own, so a line found here is one already checked. Reading
+# it again is most of the cost of a head (a bytes object per part, per case, per strip).
+_HEADER_LINES: dict[bytes, tuple[bytes, bytes]] = {}
+_HEADER_LINES_MAX = 1024  # bounded: each client's varying lines come and go
+
+
+def _header_line(line: bytes) -> tuple[bytes, bytes] | None:
+    """(lower-case name, value) of a header line httptools reads the same way; None for any other."""
+    name, sep, value = line.partition(b":")
+    if not sep or not name or name.translate(None, _TOKEN_CHARS) or len(line.translate(None, _CTL)) != len(line):
+        return None
+    return name.lower(), value.lstrip(b" \t")  # trailing whitespace is kept, as httptools keeps it
 
 
 def _parse_head(head: bytes) -> tuple[bytes, dict[bytes, bytes], int] | None:
@@ -329,28 +343,36 @@ def _parse_head(head: bytes) -> tuple[bytes, dict[bytes, bytes], int] | None:
 
     `head` ends with the blank line. Deliberately narrow: whatever it does not recognise (another
     version, chunked bodies, an Expect or Upgrade, a percent-encoded path, a malformed line, a
-    repeated header) is left to uvicorn's parser. Written for cost, as it runs on every call: one
-    C pass per check over the whole head, and per line only what builds the dict (`translate`
-    with a table instead of a regex, which costs more than the rest of the request; `find`
-    instead of `in`, which for bytes first tries the operand as an integer and formats an exception).
+    repeated header) is left to uvicorn's parser. Written for cost, as it runs on every call: the
+    header lines seen before are looked up whole (`_HEADER_LINES`), in C; `translate` finds a
+    character that may not be there (a regex costs more than the rest of the request), and `find`
+    stands for `in` (which for bytes first tries the operand as an integer and formats an exception).
     """
-    crlf = head.count(b"\r\n")
-    if head.translate(_CTL_TO_CR).count(b"\r") != crlf or head.count(b"\n") != crlf:
-        return None  # a control character, or a bare CR or LF
     lines = head[:-4].split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3 or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/") or parts[1].find(b"%") >= 0:
         return None
-    if not parts[1].isascii():
+    target = parts[1]
+    if not target.isascii() or len(target.translate(None, _CTL)) != len(target):
         return None
-    headers: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name:
-            return None
-        headers[name.lower()] = value.lstrip(b" \t")  # trailing whitespace is kept, as httptools keeps it
-    if len(headers) != crlf - 2 or b"".join(headers).translate(None, _TOKEN_CHARS):
-        return None  # a repeated header (`header()` would read only the first), or a bad name
+    known = _HEADER_LINES
+    try:
+        headers = dict(map(known.__getitem__, lines[1:]))
+    except KeyError:  # a line not seen before: read each, and remember it
+        pairs: list[tuple[bytes, bytes]] = []
+        for line in lines[1:]:
+            pair = known.get(line)
+            if pair is None:
+                pair = _header_line(line)
+                if pair is None:
+                    return None
+                if len(known) >= _HEADER_LINES_MAX:
+                    known.clear()
+                known[line] = pair
+            pairs.append(pair)
+        headers = dict(pairs)
+    if len(headers) != len(lines) - 1:
+        return None  # a repeated header (`header()` would read only the first)
     length = headers.get(b"content-length")
     if length is None or not length.isdigit():
         return None
@@ -359,4 +381,4 @@ def _parse_head(head: bytes) -> tuple[bytes, dict[bytes, bytes], int] | None:
     connection = headers.get(b"connection")
     if connection is not None and connection.lower() != b"keep-alive":
         return None
-    return parts[1], headers, int(length)
+    return target, headers, int(length)
