@@ -90,11 +90,13 @@ def _encode_request(t: _Target, method: str, body: bytes, headers: Mapping[str, 
 class Response:
     """One response: status and headers at once, the body as it arrives."""
 
-    def __init__(self, conn: _Connection) -> None:
+    def __init__(self, conn: _Connection, waited: bool = True) -> None:
         self._conn: _Connection | None = conn
         self.status = 0
         self.headers: dict[str, str] = {}  # names in lower case
-        self.head: asyncio.Future[None] = conn.loop.create_future()
+        # Done when the head is in (or failed): for a caller that awaits it (`request`). One taken
+        # without a task (`send_now`) has none: `on_progress` tells it.
+        self.head: asyncio.Future[None] | None = conn.loop.create_future() if waited else None
         self.complete = False
         self.keep_alive = False
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -126,9 +128,10 @@ class Response:
         if self.complete:
             return
         self._error = exc
-        if not self.head.done():
-            self.head.set_exception(exc)
-            self.head.exception()  # retrieved here: the caller may have stopped waiting
+        head = self.head
+        if head is not None and not head.done():
+            head.set_exception(exc)
+            head.exception()  # retrieved here: the caller may have stopped waiting
         self._wake()
 
     def _wake(self) -> None:
@@ -214,6 +217,13 @@ class Response:
             conn.finished(self)
 
 
+# Header lines of answers read before, (name, value) as bytes to (lower-case name, value) as text:
+# a backend sends the same few headers on every answer (Date and Content-Length vary among few
+# values), and decoding them again was a dict comprehension of four calls per header per answer.
+_HEADERS: dict[tuple[bytes, bytes], tuple[str, str]] = {}
+_HEADERS_MAX = 1024
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, pool: HTTPClient, origin: tuple[str, str, int]) -> None:
         self.pool = pool
@@ -249,7 +259,7 @@ class _Connection(asyncio.Protocol):
         resp = self.response
         if resp is None or resp.complete:
             return
-        if resp.head.done() and resp.until_eof and exc is None:
+        if resp.status and resp.until_eof and exc is None:  # (the head is in)
             resp._finish()
             return
         reason = str(exc) if exc else "the backend closed the connection"
@@ -270,13 +280,26 @@ class _Connection(asyncio.Protocol):
         if resp is None:
             return
         resp.status = self.parser.get_status_code()
-        headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in self._headers}
-        resp.headers = headers
+        raw = self._headers
         self._headers = []
+        try:
+            headers = dict(map(_HEADERS.__getitem__, raw))
+        except KeyError:  # a header not seen before: decode each, and remember it
+            if len(_HEADERS) > _HEADERS_MAX:
+                _HEADERS.clear()
+            for pair in raw:
+                if pair not in _HEADERS:
+                    _HEADERS[pair] = (pair[0].decode("latin-1").lower(), pair[1].decode("latin-1"))
+            headers = dict(map(_HEADERS.__getitem__, raw))
+        resp.headers = headers
         resp.keep_alive = self.parser.should_keep_alive()
         resp.until_eof = "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
-        if not resp.head.done():
-            resp.head.set_result(None)
+        head = resp.head
+        if head is None:
+            if resp.on_progress is not None:
+                resp.on_progress(resp)
+        elif not head.done():
+            head.set_result(None)
             if resp.on_progress is not None:
                 resp.on_progress(resp)
 
@@ -365,6 +388,7 @@ class HTTPClient:
                 conn = await self._connect(t)
             resp = Response(conn)
             conn.send(resp, data)
+            assert resp.head is not None
             try:
                 await resp.head
             except ConnectionBroke:
@@ -396,7 +420,7 @@ class HTTPClient:
         its end or failure) from the connection's own callbacks. A caller that needs to wait
         after all sets `on_progress` to None and awaits as usual.
         """
-        resp = Response(conn)
+        resp = Response(conn, waited=False)
         resp.on_progress = on_progress
         conn.send(resp, _encode_request(self._target(url), method, body, headers))
         return resp
