@@ -65,11 +65,14 @@ class _CoalescingTransport:
 class _DirectReply:
     """Answers a request the app took on the hot path: writes the response, or hands it to ASGI."""
 
-    __slots__ = ("body", "protocol", "scope")
+    __slots__ = ("body", "headers", "protocol", "scope")
 
-    def __init__(self, protocol: CoalescingHttpToolsProtocol, scope: Any, body: bytes) -> None:
+    def __init__(
+        self, protocol: CoalescingHttpToolsProtocol, scope: Any, headers: dict[bytes, bytes], body: bytes
+    ) -> None:
         self.protocol = protocol
         self.scope = scope
+        self.headers = headers
         self.body = body
 
     def respond(self, status: int, body: bytes) -> None:
@@ -161,17 +164,17 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._partial_head = (end, request)  # the head is whole: only the body is awaited
             return None
         path, _, query = target.partition(b"?")
-        # What the hot path reads; the rest of an ASGI scope is added if it hands the request over.
+        # What the hot path reads; the rest of an ASGI scope (its header list among it) is added if
+        # it hands the request over. The headers go to the app as the dict.
         scope = {
             "type": "http",
             "method": "POST",
             "path": self.root_path + path.decode("ascii"),
             "raw_path": path,
             "query_string": query,
-            "headers": list(headers.items()),
             DISCONNECT_HOOKS: [],
         }
-        reply = _DirectReply(self, scope, data[end + 4 : body_end])
+        reply = _DirectReply(self, scope, headers, data[end + 4 : body_end])
         self._direct = reply
         try:
             taken = bool(post_now(scope, headers, reply.body, reply))
@@ -239,6 +242,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 "scheme": self.scheme,
                 "root_path": self.root_path,
                 "raw_path": self.root_path.encode("ascii") + scope["raw_path"],
+                "headers": list(reply.headers.items()),
                 "state": self.app_state.copy(),
             }
         )

@@ -165,7 +165,9 @@ class RouterApp:
         return cors_send
 
     def _host_ok(self, scope: Scope) -> bool:
-        host = header(scope, b"host")
+        return self._host_allowed(header(scope, b"host"))
+
+    def _host_allowed(self, host: str | None) -> bool:
         if host is None:
             return True  # HTTP/1.0 without Host cannot be a browser being rebound
         name = _hostname(host)
@@ -183,9 +185,12 @@ class RouterApp:
         return parts.scheme in ("http", "https") and is_loopback(parts.hostname or "")
 
     def _token_ok(self, scope: Scope) -> bool:
+        return self._token_allowed(header(scope, b"authorization"))
+
+    def _token_allowed(self, auth: str | None) -> bool:
         if self.token is None:
             return True
-        auth = header(scope, b"authorization") or ""
+        auth = auth or ""
         given = auth[7:] if auth.lower().startswith("bearer ") else ""
         return hmac.compare_digest(given.encode(), self.token.encode())
 
@@ -194,7 +199,8 @@ class RouterApp:
 
         The same checks as `__call__`; a request any of them would refuse, and one from a web page
         (Origin, CORS), goes the usual way: False, nothing done. `headers`: the request's, by
-        lower-case name (none repeated: `header()` would read only the first).
+        lower-case name (none repeated: `header()` would read only the first); the scope has no
+        header list (it is made only if the request is handed over), so none is read from it here.
         """
         if headers.get(b"origin") is not None:
             return False
@@ -202,7 +208,7 @@ class RouterApp:
         if host is not None:
             ok = self._hosts_ok.get(host)
             if ok is None:
-                ok = self._host_ok(scope)
+                ok = self._host_allowed(host.decode("latin-1"))
                 if len(self._hosts_ok) < 64:
                     self._hosts_ok[host] = ok
             if not ok:
@@ -210,8 +216,10 @@ class RouterApp:
         route = self._mcp_route(scope)
         if route is None or route[0] != "streamable":
             return False
-        if self.token_everywhere and not self._token_ok(scope):
-            return False
+        if self.token_everywhere:
+            auth = headers.get(b"authorization")
+            if not self._token_allowed(None if auth is None else auth.decode("latin-1")):
+                return False
         return self.streamable.post_now(scope, headers, body, route[1], reply)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
