@@ -177,28 +177,33 @@ def decode(raw: bytes) -> tuple[Any, bool]:
         raise ProtocolError(PARSE_ERROR, f"Parse error: {exc}") from None
 
 
+_ABSENT: Any = object()
+
+
 def validate(obj: Any, raw: bytes | None = None, exact: bool = True) -> Message:
-    """Check the JSON-RPC 2.0 shape of one decoded message."""
+    """Check the JSON-RPC 2.0 shape of one decoded message.
+
+    Every message crossing the router comes through here, so each member is read once (`get`
+    with a marker for "absent") and the usual types are checked first by identity.
+    """
     if not isinstance(obj, dict):
         raise ProtocolError(INVALID_REQUEST, "Invalid Request: a JSON-RPC message must be an object")
     if obj.get("jsonrpc") != "2.0":
         raise ProtocolError(INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"')
-    has_method = "method" in obj
-    if has_method and not isinstance(obj["method"], str):
+    method = obj.get("method", _ABSENT)
+    if method is not _ABSENT and not isinstance(method, str):
         raise ProtocolError(INVALID_REQUEST, 'Invalid Request: "method" must be a string')
-    if "id" in obj:
-        i = obj["id"]
+    i = obj.get("id", _ABSENT)
+    if i is not _ABSENT and type(i) is not int and type(i) is not str:
         if isinstance(i, float) and exact and raw is not None:
             # orjson reads an integer past 64 bits as a float: read this one exactly.
             return validate(rawjson.loads_tolerant(raw), raw, exact=False)
-        if type(i) is not int and type(i) is not str:
-            if not (i is None and not has_method):
-                raise ProtocolError(INVALID_REQUEST, 'Invalid Request: "id" must be a string or an integer')
-    if not has_method:
-        if "id" not in obj or ("result" not in obj and "error" not in obj):
-            raise ProtocolError(INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response")
-    if "params" in obj:
-        params = obj["params"]
+        if not (i is None and method is _ABSENT):
+            raise ProtocolError(INVALID_REQUEST, 'Invalid Request: "id" must be a string or an integer')
+    if method is _ABSENT and (i is _ABSENT or ("result" not in obj and "error" not in obj)):
+        raise ProtocolError(INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response")
+    params = obj.get("params", _ABSENT)
+    if params is not _ABSENT and type(params) is not dict:
         if isinstance(params, list):
             # JSON-RPC allows by-position params; MCP does not, and SDK servers drop such a request
             # without a word (stdio) or answer it with a null id: either way the client would wait.
@@ -215,8 +220,11 @@ def parse_body(raw: bytes) -> tuple[list[Message], bool]:
 
     Each message keeps its own bytes: a batch's elements are forwarded as they were written.
     """
-    obj, exact = decode(raw)
-    if isinstance(obj, list):
+    try:
+        obj, exact = orjson.loads(raw), True  # (decode's first step, without its frame: every message)
+    except orjson.JSONDecodeError:
+        obj, exact = decode(raw)
+    if type(obj) is list:
         if not obj:
             raise ProtocolError(INVALID_REQUEST, "Invalid Request: empty batch")
         spans = rawjson.elements(raw, rawjson.root(raw))
