@@ -149,8 +149,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                     self._partial = data
                     return None
                 return data
-            if data[:end].lower().find(b"\r\nmcp-session-id:") >= 0:
-                return data  # a session's request: the full path's (the hot path takes only the stateless)
+            # A session's request: the full path's (the hot path takes only the stateless), sent on
+            # before its head is read. One search first (lower-casing the head costs more than
+            # reading it); a name in capitals that it misses is found in the head's dict instead.
+            if data.find(b"ession-", 0, end) >= 0 and data[:end].lower().find(b"\r\nmcp-session-id:") >= 0:
+                return data
             parsed = _parse_head(data[: end + 4])
             if parsed is None:
                 return data

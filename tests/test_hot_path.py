@@ -174,6 +174,22 @@ async def test_one_connection_serves_many_calls(setup: Setup) -> None:
             assert (status, answer) == (200, expected)
 
 
+@pytest.mark.parametrize("name", [b"mcp-session-id", b"Mcp-Session-Id", b"MCP-SESSION-ID"])
+async def test_a_request_naming_a_session_is_the_full_paths_however_the_name_is_written(
+    setup: Setup, name: bytes
+) -> None:
+    """The full path answers it (here: no such session), never the hot path."""
+    await warm(setup)
+    body, _ = call(b"6", "with-session")
+    async with connection(setup.port) as (reader, writer):
+        writer.write(post(body, setup.port, extra=name + b": no-such-session\r\n"))
+        await writer.drain()
+        status, _, answer = await read_response(reader)
+    assert status == 404
+    assert b"Session not found" in answer
+    assert setup.received(b"with-session") == []
+
+
 @pytest.mark.parametrize(
     "bad",
     [b"X-Bad: a\x01b\r\n", b"No colon here\r\n", b"Bad Name: x\r\n", b"X-Bare: a\nb\r\n"],
