@@ -220,7 +220,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self._close_after:
             transport.close()
             return
-        self.flow.resume_reading()
+        if self.flow.read_paused:  # (by a backlog: rare, so no call to find out)
+            self.flow.resume_reading()
         self._last_activity = self.loop.time()
         backlog, self._backlog = self._backlog, b""
         if backlog:
