@@ -58,10 +58,7 @@ class _Target:
     port: int
     path: bytes
     host_header: bytes
-
-    @property
-    def origin(self) -> tuple[str, str, int]:
-        return (self.scheme, self.host, self.port)
+    origin: tuple[str, str, int]  # (scheme, host, port): the pool's key, asked for on every request
 
 
 def _target(url: str) -> _Target:
@@ -74,7 +71,7 @@ def _target(url: str) -> _Target:
     host = parts.hostname
     shown = f"[{host}]" if ":" in host else host
     host_header = shown if port == default_port else f"{shown}:{port}"
-    return _Target(parts.scheme, host, port, path.encode(), host_header.encode())
+    return _Target(parts.scheme, host, port, path.encode(), host_header.encode(), (parts.scheme, host, port))
 
 
 def _encode_request(t: _Target, method: str, body: bytes, headers: Mapping[str, str] | None) -> bytes:
