@@ -203,6 +203,11 @@ class StreamableHTTPChannel(HTTPChannel):
             for m in messages:
                 self.listener.on_backend_message(self, m, None, status)
             return
+        if len(messages) == 1:
+            m = messages[0]
+            if m.id == request.id and m.is_response:  # the common case: its answer alone
+                self.listener.on_backend_message(self, m, request.id, status)
+                return
         answered = False
         strays: list[Message] = []
         for m in messages:
