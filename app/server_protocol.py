@@ -335,6 +335,8 @@ _CTL = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
 # it again is most of the cost of a head (a bytes object per part, per case, per strip).
 _HEADER_LINES: dict[bytes, tuple[bytes, bytes]] = {}
 _HEADER_LINES_MAX = 1024  # bounded: each client's varying lines come and go
+# Request lines read before, to their target (a client posts to the same path call after call).
+_REQUEST_LINES: dict[bytes, bytes] = {}
 
 
 def _header_line(line: bytes) -> tuple[bytes, bytes] | None:
@@ -345,6 +347,17 @@ def _header_line(line: bytes) -> tuple[bytes, bytes] | None:
     return name.lower(), value.lstrip(b" \t")  # trailing whitespace is kept, as httptools keeps it
 
 
+def _request_target(line: bytes) -> bytes | None:
+    """The target of a request line `POST /path HTTP/1.1` the hot path takes; None for any other."""
+    parts = line.split(b" ")
+    if len(parts) != 3 or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/") or parts[1].find(b"%") >= 0:
+        return None
+    target = parts[1]
+    if not target.isascii() or len(target.translate(None, _CTL)) != len(target):
+        return None
+    return target
+
+
 def _parse_head(head: bytes) -> tuple[bytes, dict[bytes, bytes], int] | None:
     """The target, headers (lower-case names) and body length of a plain HTTP/1.1 POST head; None
     for anything else.
@@ -352,17 +365,21 @@ def _parse_head(head: bytes) -> tuple[bytes, dict[bytes, bytes], int] | None:
     `head` ends with the blank line. Deliberately narrow: whatever it does not recognise (another
     version, chunked bodies, an Expect or Upgrade, a percent-encoded path, a malformed line, a
     repeated header) is left to uvicorn's parser. Written for cost, as it runs on every call: the
-    header lines seen before are looked up whole (`_HEADER_LINES`), in C; `translate` finds a
+    request line and header lines seen before are looked up whole (`_REQUEST_LINES`,
+    `_HEADER_LINES`), the header lines in C; `translate` finds a
     character that may not be there (a regex costs more than the rest of the request), and `find`
     stands for `in` (which for bytes first tries the operand as an integer and formats an exception).
     """
-    lines = head[:-4].split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/") or parts[1].find(b"%") >= 0:
-        return None
-    target = parts[1]
-    if not target.isascii() or len(target.translate(None, _CTL)) != len(target):
-        return None
+    lines = head.split(b"\r\n")
+    del lines[-2:]  # the blank line's
+    target = _REQUEST_LINES.get(lines[0])
+    if target is None:
+        target = _request_target(lines[0])
+        if target is None:
+            return None
+        if len(_REQUEST_LINES) >= _HEADER_LINES_MAX:
+            _REQUEST_LINES.clear()
+        _REQUEST_LINES[lines[0]] = target
     known = _HEADER_LINES
     try:
         headers = dict(map(known.__getitem__, lines[1:]))
