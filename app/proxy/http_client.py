@@ -320,7 +320,8 @@ class _Connection(asyncio.Protocol):
             return
         self.response = None
         if resp.complete and resp.keep_alive and not self.closed:
-            self.resume()
+            if self._paused:  # (rarely: a large body read whole)
+                self.resume()
             self.pool.put_idle(self)
         else:
             self.close()
