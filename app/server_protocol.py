@@ -335,6 +335,8 @@ _CTL = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
 # it again is most of the cost of a head (a bytes object per part, per case, per strip).
 _HEADER_LINES: dict[bytes, tuple[bytes, bytes]] = {}
 _HEADER_LINES_MAX = 1024  # bounded: each client's varying lines come and go
+# A client's credentials are read anew each time, never kept in the table past their request.
+_NOT_KEPT = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
 # Request lines read before, to their target (a client posts to the same path call after call).
 _REQUEST_LINES: dict[bytes, bytes] = {}
 
@@ -391,9 +393,10 @@ def _parse_head(head: bytes) -> tuple[bytes, dict[bytes, bytes], int] | None:
                 pair = _header_line(line)
                 if pair is None:
                     return None
-                if len(known) >= _HEADER_LINES_MAX:
-                    known.clear()
-                known[line] = pair
+                if pair[0] not in _NOT_KEPT:
+                    if len(known) >= _HEADER_LINES_MAX:
+                        known.clear()
+                    known[line] = pair
             pairs.append(pair)
         headers = dict(pairs)
     if len(headers) != len(lines) - 1:

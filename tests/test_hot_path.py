@@ -21,7 +21,7 @@ import httptools
 import httpx
 import pytest
 
-from app.server_protocol import _parse_head
+from app.server_protocol import _HEADER_LINES, _parse_head
 from tests.support.procs import HOST, SyncRouter, run_router_sync, wait_for
 from tests.support.raw import MODERN, run_raw_http
 
@@ -279,6 +279,16 @@ def test_a_head_the_hot_path_reads_is_read_as_httptools_reads_it(head: bytes) ->
     assert list(headers.items()) == collect.headers
     assert length == 2
     assert parser.get_method() == b"POST"
+
+
+def test_a_clients_credentials_are_not_kept_past_its_request() -> None:
+    """Header lines are remembered to be read faster next time; Authorization and Cookie are not."""
+    head = b"POST /mcp HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cret\r\nCookie: c=s3cret\r\nContent-Length: 2\r\n\r\n"
+    for _ in range(2):
+        parsed = _parse_head(head)
+        assert parsed is not None
+        assert parsed[1][b"authorization"] == b"Bearer s3cret"
+    assert not [line for line in _HEADER_LINES if b"s3cret" in line]
 
 
 def test_the_hot_path_reads_the_heads_clients_send() -> None:
