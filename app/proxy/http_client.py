@@ -219,6 +219,8 @@ class Response:
 # values), and decoding them again was a dict comprehension of four calls per header per answer.
 _HEADERS: dict[tuple[bytes, bytes], tuple[str, str]] = {}
 _HEADERS_MAX = 1024
+# A backend's cookies and session ids are read anew each time, never kept past their answer.
+_NOT_KEPT = frozenset({"set-cookie", "mcp-session-id"})
 
 
 class _Connection(asyncio.Protocol):
@@ -284,10 +286,14 @@ class _Connection(asyncio.Protocol):
         except KeyError:  # a header not seen before: decode each, and remember it
             if len(_HEADERS) > _HEADERS_MAX:
                 _HEADERS.clear()
+            headers = {}
             for pair in raw:
-                if pair not in _HEADERS:
-                    _HEADERS[pair] = (pair[0].decode("latin-1").lower(), pair[1].decode("latin-1"))
-            headers = dict(map(_HEADERS.__getitem__, raw))
+                text = _HEADERS.get(pair)
+                if text is None:
+                    text = (pair[0].decode("latin-1").lower(), pair[1].decode("latin-1"))
+                    if text[0] not in _NOT_KEPT:
+                        _HEADERS[pair] = text
+                headers[text[0]] = text[1]
         resp.headers = headers
         resp.keep_alive = self.parser.should_keep_alive()
         resp.until_eof = "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
