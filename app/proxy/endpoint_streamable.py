@@ -257,7 +257,7 @@ class StreamableEndpoint:
                 await respond_error(send, target.status, target.code, target.text, target.msg_id)
             return
         session, headers = target
-        self.router.modern_clients.seen(session.backend.name, messages[0].params, version)
+        self.router.modern_clients.seen(session.backend.name, messages[0].params.get("_meta"), version)
         await self._dispatch(session, messages, False, scope, receive, send, headers, modern=True)
 
     # ------------------------------------------------------------------ POST, the hot path
@@ -296,9 +296,12 @@ class StreamableEndpoint:
         request = messages[0]
         if not request.is_request:
             return False
-        meta_version = jsonrpc.meta_version(request)
-        if meta_version is not None and meta_version != version:
-            return False  # the full path answers the mismatch
+        # The `_meta` envelope, read once here for both its uses (what jsonrpc.meta_version reads).
+        meta = request.params.get("_meta")
+        if isinstance(meta, dict):
+            meta_version = meta.get(jsonrpc.META_PROTOCOL_VERSION)
+            if isinstance(meta_version, str) and meta_version != version:
+                return False  # the full path answers the mismatch
         try:
             backend = self.router.resolve(backend_name)
         except UnknownBackend:
@@ -317,7 +320,7 @@ class StreamableEndpoint:
         hooks: list[Callable[[], None]] | None = scope.get(DISCONNECT_HOOKS)
         if hooks is not None and sink.reply is not None:
             hooks.append(functools.partial(self._gone_now, session, request, sink))
-        self.router.modern_clients.seen(backend.name, request.params, version)
+        self.router.modern_clients.seen(backend.name, meta, version)
         return True
 
     def _gone_now(self, session: Session, request: Message, sink: DirectSink) -> None:

@@ -51,8 +51,8 @@ class ModernClients:
     def __init__(self) -> None:
         self._clients: dict[tuple[str, Any, Any], ModernClient] = {}
 
-    def seen(self, backend: str, params: JSON, protocol_version: str) -> None:
-        meta = params.get("_meta")
+    def seen(self, backend: str, meta: object, protocol_version: str) -> None:
+        """A request from a client: `meta` is its `_meta` (what its params hold there, if anything)."""
         info = meta.get(CLIENT_INFO) if isinstance(meta, dict) else None
         name = version = None
         if isinstance(info, dict):
