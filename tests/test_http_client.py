@@ -195,7 +195,7 @@ async def test_a_large_chunked_stream_arrives_whole_to_a_slow_reader(client: HTT
             got += data
             if len(got) < 2 * http_client.READ_HIGH_WATER:
                 await asyncio.sleep(0.001)  # a reader slower than the socket: the buffer must stay bounded
-            assert resp._buffered <= http_client.READ_HIGH_WATER + 512 * 1024  # plus at most one socket read
+            assert resp.buffered <= http_client.READ_HIGH_WATER + 512 * 1024  # plus at most one socket read
         assert bytes(got) == chunk * count
         resp.release()
 

@@ -97,8 +97,8 @@ class Response:
         self.complete = False
         self.keep_alive = False
         self._chunks: collections.deque[bytes] = collections.deque()
-        self._buffered = 0
-        self._error: OSError | None = None
+        self.buffered = 0  # body bytes received and not yet taken
+        self.failure: OSError | None = None  # why the response broke, if it did
         self._waiter: asyncio.Future[None] | None = None
         self._whole = False  # read() wants the whole body: no flow control, a size limit instead
         self.until_eof = False  # no length and not chunked: the body ends when the connection does
@@ -109,8 +109,8 @@ class Response:
     # -- fed by the connection
     def _feed(self, data: bytes) -> None:
         self._chunks.append(data)
-        self._buffered += len(data)
-        if self._buffered > READ_HIGH_WATER and self._conn is not None and not self._whole:
+        self.buffered += len(data)
+        if self.buffered > READ_HIGH_WATER and self._conn is not None and not self._whole:
             if self.on_progress is not None:
                 self.on_progress(self)  # past the bound: it must take over (and read) before we pause
             if self.on_progress is None:
@@ -124,7 +124,7 @@ class Response:
     def _fail(self, exc: OSError) -> None:
         if self.complete:
             return
-        self._error = exc
+        self.failure = exc
         head = self.head
         if head is not None and not head.done():
             head.set_exception(exc)
@@ -141,22 +141,14 @@ class Response:
         if w is not None and not w.done():
             w.set_result(None)
 
-    @property
-    def failure(self) -> OSError | None:
-        return self._error
-
     def take_body(self) -> bytes:
         """The whole body of a complete response, read without waiting (see `on_progress`)."""
         assert self.complete
         body = b"".join(self._chunks) if len(self._chunks) != 1 else self._chunks[0]
         self._chunks.clear()
-        self._buffered = 0
+        self.buffered = 0
         self.release()
         return body
-
-    @property
-    def buffered(self) -> int:
-        return self._buffered
 
     async def _wait(self) -> None:
         self._waiter = asyncio.get_running_loop().create_future()
@@ -180,13 +172,13 @@ class Response:
             if declared.isdigit() and int(declared) > limit:
                 raise BodyTooLarge(int(declared), limit)
         while not self.complete:
-            if self._error is not None:
-                raise self._error
-            if limit is not None and self._buffered > limit:
+            if self.failure is not None:
+                raise self.failure
+            if limit is not None and self.buffered > limit:
                 raise BodyTooLarge(None, limit)
             await self._wait()
-        if limit is not None and self._buffered > limit:
-            raise BodyTooLarge(self._buffered, limit)
+        if limit is not None and self.buffered > limit:
+            raise BodyTooLarge(self.buffered, limit)
         body = b"".join(self._chunks)
         self._chunks.clear()
         self.release()
@@ -197,14 +189,14 @@ class Response:
         while True:
             while self._chunks:
                 data = self._chunks.popleft()
-                self._buffered -= len(data)
-                if self._conn is not None and self._buffered <= READ_HIGH_WATER:
+                self.buffered -= len(data)
+                if self._conn is not None and self.buffered <= READ_HIGH_WATER:
                     self._conn.resume()
                 yield data
             if self.complete:
                 return
-            if self._error is not None:
-                raise self._error
+            if self.failure is not None:
+                raise self.failure
             await self._wait()
 
     def release(self) -> None:
