@@ -493,7 +493,10 @@ class Session:
                 await self.backend.wait_up(remaining)
                 continue
             async with self._connect_lock:
-                if self.closed or (self.channel is not None and self.channel.alive):
+                # Looked at again under the lock: a disable that ran while this waited for it has
+                # already let go of the session's channels, and a process started now would be
+                # left running under a disabled backend.
+                if self.closed or not self.backend.accepting or (self.channel is not None and self.channel.alive):
                     continue
                 try:
                     ch = await asyncio.wait_for(self._open_and_replay(), max(remaining, 0.01))
