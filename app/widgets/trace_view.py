@@ -17,7 +17,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.cache import LRUCache
+from textual.cache import FIFOCache, LRUCache
 from textual.color import Color
 from textual.filter import ANSIToTruecolor, DimFilter, LineFilter, Monochrome, NoColor
 from textual.geometry import Region, Size
@@ -78,6 +78,43 @@ def fit_columns(width: int) -> Columns:
 # Textual's line filters that change each segment's style by the style alone (not by its text or
 # place): the trace applies them to its few styles instead of to every segment of every line.
 _STYLE_FILTERS = (ANSIToTruecolor, DimFilter, Monochrome, NoColor)
+
+
+class _Line(Strip):
+    """A Strip whose caches are made when first used.
+
+    Textual's Strip makes seven caches for each line it is given; the trace makes a line per new
+    row, ten times a second under load, and most of its lines are only ever drawn whole.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, segments: list[Segment], cell_length: int) -> None:
+        self._segments = segments
+        self._cell_length = cell_length
+        self._render_cache = None
+        self._link_ids = None
+        self._cell_count = None
+
+    def __getattr__(self, name: str) -> object:
+        size = _CACHE_SIZES.get(name)
+        if size is None:
+            raise AttributeError(name)
+        cache: FIFOCache[object, object] = FIFOCache(size)
+        setattr(self, name, cache)
+        return cache
+
+
+# Strip's caches, by their sizes there (textual 8.2.8, pinned in pyproject.toml).
+_CACHE_SIZES = {
+    "_divide_cache": 4,
+    "_crop_cache": 16,
+    "_style_cache": 16,
+    "_filter_cache": 4,
+    "_line_length_cache": 4,
+    "_crop_extend_cache": 4,
+    "_offsets_cache": 4,
+}
 
 
 def _style_only(filters: tuple[LineFilter, ...]) -> bool:
@@ -436,14 +473,13 @@ class TraceView(ScrollView, can_focus=True):
         if row is None:
             segments = [Segment(" " * width, self._style(""))]
         else:
-            line = self._render_row(row, width, selected)
-            if scroll_x or line.cell_length != width:
-                line = line.crop(scroll_x, scroll_x + width)
-            segments = list(line)
+            segments, length = self._row_segments(row, width, selected)
+            if scroll_x or length != width:
+                segments = list(Strip(segments, length).crop(scroll_x, scroll_x + width))
         if not _style_only(filters):  # else `_style` applied them
             for line_filter in filters:
                 segments = line_filter.apply(segments, background)
-        return Strip(segments, width)
+        return _Line(segments, width)
 
     def _style(self, name: str, selected: bool = False) -> Style:
         """The panel's style with a part's (and the cursor's) on top, through the app's line
@@ -471,14 +507,14 @@ class TraceView(ScrollView, can_focus=True):
         self._lines.clear()
         self._view = None
 
-    def _render_row(self, row: TraceRow, width: int, selected: bool) -> Strip:
-        """One Strip of at least the line's width (each Strip costs: no crop, extend or restyle after)."""
+    def _row_segments(self, row: TraceRow, width: int, selected: bool) -> tuple[list[Segment], int]:
+        """The row's segments, at least the line's width of them, and their width."""
         used = self._line_width()
         length = max(width, used)
         style = self._style
         if row.kind == "mark":
             text = f"{self.clock(row.ts)} ─── {row.text} "
-            return Strip([Segment(_fit(text, length), style("mark", selected))], length)
+            return [Segment(_fit(text, length), style("mark", selected))], length
         kind = row.kind
         if kind.startswith("server-"):
             kind_style = "server"
@@ -529,7 +565,7 @@ class TraceView(ScrollView, can_focus=True):
             append(Segment(cell + " ", style(part, selected)))
         if length > used:
             append(Segment(" " * (length - used), style("", selected)))
-        return Strip(segments, length)
+        return segments, length
 
     def header_text(self) -> str:
         parts = []
