@@ -199,6 +199,35 @@ async def test_local_control_has_the_same_semantics(tmp_path: Path) -> None:
     assert children(me) == before
 
 
+async def test_a_disable_that_a_removal_overtakes_says_removed(tmp_path: Path) -> None:
+    """A disable waiting behind a restart, with a removal queued behind it: when its turn comes the
+    backend is removed and its process not yet stopped. It must say "removed", not "disabled" with
+    a process still running (seen in the storm below, about one run in ten)."""
+    script = tmp_path / "slow_server.py"
+    script.write_text(SLOW_SERVER)
+    router = Router(hold=0.5)
+    await router.start()
+    control = LocalControl(router)
+    me = os.getpid()
+    before = children(me)
+    try:
+        await control.add_backend(backend_spec(script, 1.0))
+        await wait_for(lambda: router.backends[NAME].state == "up", 20, message="the backend to be up")
+        restart = asyncio.create_task(control.restart(NAME))
+        await wait_for(lambda: len(children(me) - before) == 2, 10, message="the restart's new process")
+        disable = asyncio.create_task(control.disable(NAME))
+        remove = asyncio.create_task(control.remove_backend(NAME))
+        with pytest.raises(ControlError) as overtaken:
+            await disable
+        assert overtaken.value.status == 404 and "removed" in overtaken.value.message
+        await remove
+        assert children(me) == before
+        with pytest.raises(ControlError):
+            await restart
+    finally:
+        await router.stop()
+
+
 # ------------------------------------------------------------------------------ the storm
 
 STORM_SECONDS = 8.0

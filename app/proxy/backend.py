@@ -416,8 +416,11 @@ class Backend:
         self.router.bus.publish(BackendListEvent(action="changed", backend=self.name))
         if self.config.kind == "stdio":
             async with self._restart_lock:
-                if not self._stopped:
-                    await self._stop_processes("backend disabled")
+                if self._stopped:
+                    # Removed while this waited for the lock: the removal, next in line, ends the
+                    # processes. "Disabled" now would claim they are gone while they still run.
+                    return CommandResult("removed", f"backend '{self.name}' was removed")
+                await self._stop_processes("backend disabled")
         return CommandResult("disabled", f"backend '{self.name}' is disabled", seq)
 
     async def _stop_processes(self, reason: str) -> None:
