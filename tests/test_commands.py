@@ -160,22 +160,37 @@ async def test_disable_wins_over_a_restart_in_flight(tmp_path: Path) -> None:
         assert children(r.pid) == set(up["pids"]) and len(up["pids"]) == 1
 
 
-async def test_local_control_has_the_same_semantics(tmp_path: Path) -> None:
-    """The TUI acts through LocalControl: a restart that loses to a disable or a removal says so
-    there too (ControlError with the API's status), and no process outlives its backend."""
+@asynccontextmanager
+async def local_router_with_slow_server(tmp_path: Path) -> AsyncIterator[tuple[Router, LocalControl, set[int]]]:
+    """An in-process router acted on through LocalControl (as the TUI acts), its slow backend up;
+    and the child processes this test process had before it. The router is stopped after."""
     script = tmp_path / "slow_server.py"
     script.write_text(SLOW_SERVER)
     router = Router(hold=0.5)
     await router.start()
     control = LocalControl(router)
-    me = os.getpid()
-    before = children(me)
+    before = children(os.getpid())
     try:
         await control.add_backend(backend_spec(script, 1.0))
         await wait_for(lambda: router.backends[NAME].state == "up", 20, message="the backend to be up")
+        yield router, control, before
+    finally:
+        await router.stop()
 
-        restart = asyncio.create_task(control.restart(NAME))
-        await wait_for(lambda: len(children(me) - before) == 2, 10, message="the restart's new process")
+
+async def _local_restart_in_flight(control: LocalControl, before: set[int]) -> asyncio.Task[Any]:
+    """Start a restart through LocalControl; return it once its new process is starting."""
+    restart = asyncio.create_task(control.restart(NAME))
+    await wait_for(lambda: len(children(os.getpid()) - before) == 2, 10, message="the restart's new process")
+    return restart
+
+
+async def test_local_control_has_the_same_semantics(tmp_path: Path) -> None:
+    """The TUI acts through LocalControl: a restart that loses to a disable or a removal says so
+    there too (ControlError with the API's status), and no process outlives its backend."""
+    me = os.getpid()
+    async with local_router_with_slow_server(tmp_path) as (router, control, before):
+        restart = await _local_restart_in_flight(control, before)
         snap = await control.disable(NAME)
         assert snap["state"] == "disabled" and snap["pids"] == [] and children(me) == before
         with pytest.raises(ControlError) as lost:
@@ -187,15 +202,12 @@ async def test_local_control_has_the_same_semantics(tmp_path: Path) -> None:
 
         await control.enable(NAME)
         await wait_for(lambda: router.backends[NAME].state == "up", 20, message="the backend to be up again")
-        restart = asyncio.create_task(control.restart(NAME))
-        await wait_for(lambda: len(children(me) - before) == 2, 10, message="the restart's new process")
+        restart = await _local_restart_in_flight(control, before)
         await control.remove_backend(NAME)
         assert children(me) == before
         with pytest.raises(ControlError) as lost:
             await restart
         assert lost.value.status == 404 and "removed" in lost.value.message
-    finally:
-        await router.stop()
     assert children(me) == before
 
 
@@ -203,29 +215,17 @@ async def test_a_disable_that_a_removal_overtakes_says_removed(tmp_path: Path) -
     """A disable waiting behind a restart, with a removal queued behind it: when its turn comes the
     backend is removed and its process not yet stopped. It must say "removed", not "disabled" with
     a process still running (seen in the storm below, about one run in ten)."""
-    script = tmp_path / "slow_server.py"
-    script.write_text(SLOW_SERVER)
-    router = Router(hold=0.5)
-    await router.start()
-    control = LocalControl(router)
-    me = os.getpid()
-    before = children(me)
-    try:
-        await control.add_backend(backend_spec(script, 1.0))
-        await wait_for(lambda: router.backends[NAME].state == "up", 20, message="the backend to be up")
-        restart = asyncio.create_task(control.restart(NAME))
-        await wait_for(lambda: len(children(me) - before) == 2, 10, message="the restart's new process")
+    async with local_router_with_slow_server(tmp_path) as (_, control, before):
+        restart = await _local_restart_in_flight(control, before)
         disable = asyncio.create_task(control.disable(NAME))
         remove = asyncio.create_task(control.remove_backend(NAME))
         with pytest.raises(ControlError) as overtaken:
             await disable
         assert overtaken.value.status == 404 and "removed" in overtaken.value.message
         await remove
-        assert children(me) == before
+        assert children(os.getpid()) == before
         with pytest.raises(ControlError):
             await restart
-    finally:
-        await router.stop()
 
 
 # ------------------------------------------------------------------------------ the storm

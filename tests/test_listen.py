@@ -52,6 +52,13 @@ def updates(seen: list[Any]) -> list[Any]:
     return [m for m in seen if isinstance(m, types.ResourceUpdatedNotification)]
 
 
+class Seen(list[Any]):
+    """A client's message handler that keeps every message it is given."""
+
+    async def __call__(self, message: Any) -> None:
+        self.append(message)
+
+
 async def modern_pending(r: Router) -> int:
     async with httpx.AsyncClient() as http:
         sessions = (await http.get(f"{r.url}/sessions")).json()
@@ -60,19 +67,12 @@ async def modern_pending(r: Router) -> int:
 
 @pytest.mark.parametrize("backend", ["http", "stdio"])
 async def test_closed_listen_stream_is_forgotten(backend: str) -> None:
-    watcher_seen: list[Any] = []
-    other_seen: list[Any] = []
-
-    async def watcher_message(message: Any) -> None:
-        watcher_seen.append(message)
-
-    async def other_message(message: Any) -> None:
-        other_seen.append(message)
+    watcher_seen, other_seen = Seen(), Seen()
 
     async with (
         router_for(backend) as r,
-        connect(r.mcp_url(backend), "streamable-modern", message_handler=watcher_message) as watcher,
-        connect(r.mcp_url(backend), "streamable-modern", message_handler=other_message) as other,
+        connect(r.mcp_url(backend), "streamable-modern", message_handler=watcher_seen) as watcher,
+        connect(r.mcp_url(backend), "streamable-modern", message_handler=other_seen) as other,
     ):
         async with watcher.listen(resource_subscriptions=[COUNTER_URI]) as subscription:
             assert subscription.honored.resource_subscriptions == [COUNTER_URI]
@@ -135,20 +135,13 @@ async def test_late_updates_for_a_closed_listen_are_not_reported_lost() -> None:
     """A backend may ignore the cancellation (tiny_stdio does): what it still sends the closed
     listen is dropped quietly, since the client asked to stop. An update for a subscription
     nobody opened is a message lost: reported, and never handed to a call that is in flight."""
-    watcher_seen: list[Any] = []
-    other_seen: list[Any] = []
-
-    async def watcher_message(message: Any) -> None:
-        watcher_seen.append(message)
-
-    async def other_message(message: Any) -> None:
-        other_seen.append(message)
+    watcher_seen, other_seen = Seen(), Seen()
 
     tiny = shlex.join([sys.executable, "-S", str(REPO_ROOT / "tests" / "servers" / "tiny_stdio.py")])
     async with (
         run_router("-b", f"tiny={tiny}") as r,
-        connect(r.mcp_url("tiny"), "streamable-modern", message_handler=watcher_message) as watcher,
-        connect(r.mcp_url("tiny"), "streamable-modern", message_handler=other_message) as other,
+        connect(r.mcp_url("tiny"), "streamable-modern", message_handler=watcher_seen) as watcher,
+        connect(r.mcp_url("tiny"), "streamable-modern", message_handler=other_seen) as other,
     ):
         async with watcher.listen(resource_subscriptions=[COUNTER_URI]) as subscription:
             await watcher.call_tool("bump", {})
