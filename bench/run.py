@@ -14,7 +14,9 @@ round) so that drift on the machine hits them equally:
   throughput     S concurrent handshake-era sessions (one SDK client each) calling echo for T s
   paced          250 calls/s (500 messages/s) through router, router-quiet and the TUI
                  (`mcp-router-tui` in a 200x50 pseudo-terminal), with `/` pressed in the TUI
-                 meanwhile and timed until the trace filter is drawn (skipped if the TUI does not start)
+                 meanwhile and timed until the trace filter is drawn (skipped if the TUI does not start);
+                 the load comes from minimal HTTP clients (bench/rawclient.py), or with
+                 --paced-client sdk from the SDK's, which cannot hold that pace on 2 cores
 
 The load generator never runs in this (orchestrating) process: it runs in --workers separate
 worker processes (this file with --worker), each owning sessions/workers of the sessions. The
@@ -63,6 +65,7 @@ TARGET_THROUGHPUT_RATIO = 0.75
 # The TUI measurement (issue 7): the same paced load through headless routers and through the TUI.
 PACED_VARIANTS = ("router", "router-quiet", "tui")
 TARGET_TUI_RATIO = 1.10
+PACED_CLIENTS = {"raw": "raw HTTP clients", "sdk": "SDK clients"}
 TARGET_KEY_MS = 100.0
 # What `/` makes the TUI draw: the trace filter's placeholder, shown only while the filter is open.
 FILTER_MARKER = b"status:error"
@@ -79,6 +82,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 async def _worker_main() -> None:
     # Imported here so that the orchestrator never loads the SDK (it needs none of it).
+    from bench.rawclient import connect as raw_connect
     from tests.support.clients import connect
 
     loop = asyncio.get_running_loop()
@@ -107,7 +111,10 @@ async def _worker_main() -> None:
             elif op == "throughput":
                 reply(await _worker_throughput(connect, cmd, read_cmd, reply))
             elif op == "paced":
-                reply(await _worker_paced(connect, cmd, read_cmd, reply))
+                # The paced load's client: the SDK's, or a minimal one that leaves the machine the
+                # capacity to carry the pace (bench/rawclient.py says why).
+                paced_connect = raw_connect if cmd.get("client") == "raw" else connect
+                reply(await _worker_paced(paced_connect, cmd, read_cmd, reply))
             else:
                 reply({"ok": False, "error": f"unknown op {op!r}"})
         except Exception as exc:  # report, stay alive: the orchestrator decides what a failure means
@@ -582,9 +589,10 @@ async def run_paced(
     key: str = "",
     tui: TuiTerminal | None = None,
     keys: tuple[list[float], list[float]] | None = None,
+    client: str = "raw",
 ) -> tuple[dict[str, Any], dict[str, float], int]:
     """One paced window on one variant (with key probes on the TUI); (worker result, CPU s, misses)."""
-    await worker.call({"op": "paced", "url": url, "rate": rate, "sessions": sessions})
+    await worker.call({"op": "paced", "url": url, "rate": rate, "sessions": sessions, "client": client})
     cpu0 = {k: cpu_seconds(pid) for k, pid in watch.items()}
     if meter:
         meter.start()
@@ -841,7 +849,15 @@ async def profile_tui(
     raw = out_dir / f"{stamp}-profile-tui.collapsed.txt"
     spy = await start_py_spy(procs, py_spy, tui.proc.pid, args.profile, raw)
     msg, _, _ = await run_paced(
-        worker, url, args.tui_rate, max(2.0, args.profile - 0.5), args.tui_sessions, {}, tui=tui, keys=([], [])
+        worker,
+        url,
+        args.tui_rate,
+        max(2.0, args.profile - 0.5),
+        args.tui_sessions,
+        {},
+        tui=tui,
+        keys=([], []),
+        client=args.paced_client,
     )
     summary = await py_spy_summary(procs, spy, raw, msg["calls"] / msg["elapsed"])
     summary["target"] = "tui"
@@ -958,7 +974,7 @@ async def orchestrate(args: argparse.Namespace) -> int:
         for v in VARIANTS if everything else ():
             await run_throughput(workers, urls[v], args.sessions, 1.0, watch_pids[v])
         for v in paced:
-            await run_paced(workers[0], urls[v], args.tui_rate, 1.0, args.tui_sessions, {})
+            await run_paced(workers[0], urls[v], args.tui_rate, 1.0, args.tui_sessions, {}, client=args.paced_client)
         if tui is not None:
             cpu0, t0 = cpu_seconds(tui.proc.pid), time.monotonic()
             await asyncio.sleep(3.0)  # no traffic: what the TUI costs by itself
@@ -1006,6 +1022,7 @@ async def orchestrate(args: argparse.Namespace) -> int:
                     f"paced-{v}",
                     tui if v == "tui" else None,
                     (res.key_open_ms, res.key_type_ms),
+                    args.paced_client,
                 )
                 res.paced_lat[v].extend(msg["lat_ms"])
                 res.paced_round_p50[v].append(pct(msg["lat_ms"], 50))
@@ -1172,6 +1189,7 @@ def paced_report(args: argparse.Namespace, res: Results) -> dict[str, Any]:
         "messages_per_s": 2 * args.tui_rate,  # a call is a request and its response in the trace
         "seconds": args.tui_seconds,
         "sessions": args.tui_sessions,
+        "client": args.paced_client,
         "terminal": f"{args.tui_size[0]}x{args.tui_size[1]}",
         "note": res.tui_note,
     }
@@ -1331,7 +1349,8 @@ def _tables(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
         tables.append(
             (
                 f"Paced load, {paced['rate_calls_per_s']:.0f} calls/s ({paced['messages_per_s']:.0f} messages/s) on "
-                f"{paced['sessions']} handshake-era sessions, {paced['seconds']:.0f} s x {s['rounds']} rounds; "
+                f"{paced['sessions']} handshake-era sessions ({PACED_CLIENTS[paced.get('client', 'sdk')]}), "
+                f"{paced['seconds']:.0f} s x {s['rounds']} rounds; "
                 f"the TUI in a {paced['terminal']} pseudo-terminal (ms)",
                 [
                     "variant",
@@ -1556,6 +1575,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--tui-seconds", type=float, default=5.0, help="paced window per variant per round (default 5)")
     p.add_argument("--tui-sessions", type=int, default=4, help="sessions sharing the paced load (default 4)")
+    p.add_argument(
+        "--paced-client",
+        choices=list(PACED_CLIENTS),
+        default="raw",
+        help="the paced load's client: raw (bench/rawclient.py, light enough to hold the pace on 2 cores) "
+        "or sdk (the MCP SDK's, a few ms of CPU a call) (default raw)",
+    )
     p.add_argument(
         "--tui-size", type=_size, default=(200, 50), metavar="COLSxROWS", help="the TUI's terminal (default 200x50)"
     )
