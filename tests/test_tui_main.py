@@ -26,6 +26,7 @@ from app.screens.main import MainScreen
 from app.screens.message_detail import MessageDetailScreen
 from app.trace_model import TraceRow
 from app.tui import RouterTUI
+from app.widgets.trace_view import TraceColumns
 from tests.hotswap_support import stdio_backend_command, write_stdio_server
 from tests.support.clients import connect
 from tests.support.inprocess import served_router
@@ -156,8 +157,13 @@ async def test_pause_keeps_counting_and_resume_shows_what_waited() -> None:
             )
             await pilot.press("end")
             assert app.main.trace.follow and app.main.trace.scroll_y == app.main.trace.max_scroll_y
+            # The counts follow the traffic at most once a second, and catch up when it stops.
+            columns = app.main.query_one("#trace-columns", TraceColumns)
+            total = len(app.main.model.rows)
+            await wait_for(lambda: columns.counts == f"{total}/{total} rows", 3, message="counts caught up")
+            # What the user does shows at once: no waiting for the next second.
             await pilot.press("c")
-            assert rows(app) == []
+            assert rows(app) == [] and columns.counts == "0/0 rows"
 
 
 async def test_message_detail_shows_request_and_response() -> None:

@@ -195,7 +195,13 @@ def make_app(theme: str = "textual-dark") -> RouterTUI:
 async def settled(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, RouterTUI)
-    await wait_for(lambda: isinstance(app.screen, MainScreen) and len(app.main.model.rows) == len(events()))
+    await wait_for(
+        lambda: (
+            isinstance(app.screen, MainScreen)
+            and len(app.main.model.rows) == len(events())
+            and app.main.trace_title_current
+        )  # the counts of a second batch are shown within a second
+    )
     await pilot.pause()
     await pilot.pause()
 
