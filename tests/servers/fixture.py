@@ -28,6 +28,7 @@ from typing import Annotated, Any
 
 # Importing the SDK never prints, but keep every import above `main()` free of stdout output:
 # in stdio mode stdout carries only protocol frames.
+import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import (
@@ -140,6 +141,36 @@ def build_server(variant: str, name: str) -> MCPServer[Any]:
             await asyncio.sleep(delay)
             await ctx.report_progress(i + 1, steps, f"step {i + 1}/{steps}")
         return "done"
+
+    # Set when a cancelled `linger` has sent all it still had to say, by the key both calls name.
+    wound_down: dict[str, asyncio.Event] = {}
+
+    @mcp.tool()
+    async def linger(ctx: Context, key: str, after: int = 3) -> str:
+        """Report progress once and run until cancelled; then report `after` steps more (a server
+        still winding down a call its client gave up) before it stops. It never answers."""
+        done = wound_down.setdefault(key, asyncio.Event())
+        await ctx.report_progress(1, None, "started")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            # Shielded: every await in the cancelled request's scope would be cancelled again.
+            # Bounded: over HTTP the cancelled call's stream is gone, and a write would wait forever.
+            with anyio.move_on_after(5, shield=True):
+                for i in range(after):
+                    await ctx.report_progress(2 + i, None, f"winding down {i + 1}/{after}")
+            done.set()
+        return "never"
+
+    @mcp.tool()
+    async def await_linger(ctx: Context, key: str) -> str:
+        """Report progress, wait until the `linger` call of `key` has wound down, report again, return.
+
+        On stdio its answer comes after everything `linger` sent once cancelled (one pipe, in order)."""
+        await ctx.report_progress(1, 2, "waiting")
+        await wound_down.setdefault(key, asyncio.Event()).wait()
+        await ctx.report_progress(2, 2, "wound down")
+        return "lingered"
 
     @mcp.tool()
     async def sleep(seconds: float) -> str:

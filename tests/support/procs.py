@@ -47,6 +47,7 @@ FIXTURE_V1_TOOLS = frozenset(
         "announce",
     }
     | {"look", "put", "hang_reads", "hung"}  # for the re-send tests (test_resend.py)
+    | {"linger", "await_linger"}  # progress after a cancellation (test_own_traffic.py)
 )
 HOST = "127.0.0.1"
 
