@@ -4,7 +4,8 @@ Legacy HTTP+SSE: each POST to `/messages/` is accepted at once and answered on t
 ready, so a ping, a quick call, a cancellation or a reply to the backend's own request never waits
 behind a long call. The 2026-07-28 era: all clients of a backend share one backend session, and
 fresh SDK clients all use the same request ids and progress tokens; each must get exactly its own
-progress, log messages and input rounds, with 2 and with 8 clients at once.
+progress, log messages and input rounds, with 2 and with 8 clients at once, and never the progress
+a backend still sends for a call another client gave up.
 """
 
 from __future__ import annotations
@@ -195,3 +196,63 @@ async def test_stdio_log_goes_to_the_one_request_that_asked(router: SyncRouter) 
         await slow
     assert logs_a == ["for a"]
     assert logs_b == []
+
+
+async def test_progress_after_a_cancellation_reaches_no_other_client(router: SyncRouter) -> None:
+    """A server may go on reporting progress for a call whose client gave it up. On a stdio backend
+    the progress names its call only by its token: it reaches that call's client or nobody, never
+    the one other call in flight on the process (another client's). (Over HTTP each call has its
+    own stream, and the cancelled call's is closed: the backend has nowhere to send it.)"""
+    key = f"progress-{time.monotonic_ns()}"  # the module's backend serves other tests too
+    start = len(router.lines)
+    mine: list[str | None] = []
+    others: list[str | None] = []
+    handed: list[str | None] = []  # every progress notification b's session was given
+    a_started, b_waiting, b_wound_down = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def on_a(progress: float, total: float | None, message: str | None) -> None:
+        others.append(message)
+        a_started.set()
+
+    async def on_b(progress: float, total: float | None, message: str | None) -> None:
+        mine.append(message)
+        b_waiting.set()
+
+    async def b_notified(message: Any) -> None:
+        if isinstance(message, types.ProgressNotification):
+            handed.append(message.params.message)
+            if message.params.message == "wound down":
+                b_wound_down.set()
+
+    url = router.mcp_url("stdio")
+    async with (
+        connect(url, "streamable-modern") as a,
+        connect(url, "streamable-modern", message_handler=b_notified) as b,
+    ):
+        waiting = asyncio.create_task(b.call_tool("await_linger", {"key": key}, progress_callback=on_b))
+        async with asyncio.timeout(10):
+            await b_waiting.wait()
+        lingering = asyncio.create_task(a.call_tool("linger", {"key": key}, progress_callback=on_a))
+        async with asyncio.timeout(10):
+            await a_started.wait()
+        lingering.cancel()  # closes a's stream: the router cancels the call upstream
+        with contextlib.suppress(asyncio.CancelledError):
+            await lingering
+        # b's call ends only once a's has wound down (on stdio its answer comes after a's late
+        # progress on the one pipe): by then whatever the router did with that progress is done.
+        result = await asyncio.wait_for(waiting, 10)
+        assert result.content[0].text == "lingered"  # type: ignore[union-attr]
+        async with asyncio.timeout(5):
+            await b_wound_down.wait()  # the SDK hands notifications on in tasks of their own
+    assert mine == ["waiting", "wound down"]
+    assert handed == ["waiting", "wound down"], "another client's progress reached b"
+    assert others == ["started"]
+
+    # The router says once that it ignored the late progress (three of them), and loses nothing.
+    def said() -> list[str]:
+        return router.lines[start:]
+
+    await wait_for(lambda: any("← stdio" in line and "tools/call" in line for line in said()), 5, message="b's answer")
+    ignored = [line for line in said() if "ignored progress" in line and "cancelled request" in line]
+    assert len(ignored) == 1, "\n".join(said())
+    assert not [line for line in said() if "dropped" in line], "\n".join(said())

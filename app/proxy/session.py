@@ -159,8 +159,9 @@ class Session:
         self._channels: set[Channel] = set()
         self._tasks: set[asyncio.Future[Any]] = set()
         # Backend ids of requests the client cancelled: an answer may still come (the spec asks
-        # the backend not to send one, and the sender to ignore one that arrives anyway).
-        self._cancelled: collections.OrderedDict[RequestId, None] = collections.OrderedDict()
+        # the backend not to send one, and the sender to ignore one that arrives anyway), and
+        # progress may too. The value: whether the router said so already (once per request).
+        self._cancelled: collections.OrderedDict[RequestId, bool] = collections.OrderedDict()
 
     # ------------------------------------------------------------------ describing
     @property
@@ -644,8 +645,26 @@ class Session:
         owner = subscription if isinstance(subscription, str | int) else related
         return owner is not None and owner not in self.pending and owner in self._cancelled
 
+    def _unaddressed_progress(self, token: object) -> None:
+        """Say why modern-era progress whose token no request in flight has went nowhere."""
+        # A modern-era token is its request's backend id (a shared session renames both alike).
+        if isinstance(token, str | int) and self._for_cancelled(None, token):
+            # The backend went on a moment after the client gave the call up: nothing is lost,
+            # so once per request is enough.
+            if not self._cancelled[token]:
+                self._cancelled[token] = True
+                self.router.log(
+                    self.backend.name,
+                    f"session {self.id[:8]}: ignored progress the backend still sent for cancelled request {token!r}",
+                )
+            return
+        self.router.log(
+            self.backend.name,
+            f"session {self.id[:8]}: dropped notifications/progress for token {token!r}: no request in flight has it",
+        )
+
     def _note_cancelled(self, p: Pending) -> None:
-        self._cancelled[p.backend_id] = None
+        self._cancelled[p.backend_id] = False
         if len(self._cancelled) > 256:
             self._cancelled.popitem(last=False)
 
@@ -721,6 +740,11 @@ class Session:
         if method == "notifications/progress":
             tok = params.get("progressToken")
             q = self._by_token.get(tok) if isinstance(tok, str | int) else None
+            if q is None and self.era == "modern":
+                # Its token is its address, and no request in flight has it: nobody's, never one
+                # that happens to be in flight (on stdio, maybe another client's call).
+                self._unaddressed_progress(tok)
+                return
             if q is not None:
                 p = q
                 if self.shared and q.client_token is not None:
