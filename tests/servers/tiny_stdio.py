@@ -2,12 +2,14 @@
 
     python tests/servers/tiny_stdio.py [--stderr-lines N --stderr-size BYTES]
 
-Answers `initialize` (echoing the offered version), `ping`, `tools/list` and `tools/call` of three
-tools: `echo` (returns its `text`), `hang` (never answers: a request that stays in flight) and
+Answers `initialize` (echoing the offered version), `ping`, `tools/list` and `tools/call` of four
+tools: `echo` (returns its `text`), `hang` (never answers: a request that stays in flight),
 `bump` (tells every `subscriptions/listen` it was ever sent that test://counter changed, and
-also the subscription its `also` argument names: a backend's mistake). A listen is acknowledged,
-never answered, never ends: this server ignores `notifications/cancelled` (the spec lets a server
-ignore a cancellation), so it goes on notifying listens the client closed. Exits at the end of stdin. With --stderr-lines it first writes that many lines of --stderr-size
+also the subscription its `also` argument names: a backend's mistake) and `unlisten` (ends every
+listen the way a stdio server does: a `notifications/cancelled` naming it). A listen is
+acknowledged, never answered, and ends only by `unlisten`: this server ignores
+`notifications/cancelled` (the spec lets a server ignore a cancellation), so it goes on notifying
+listens the client closed. Exits at the end of stdin. With --stderr-lines it first writes that many lines of --stderr-size
 bytes each to stderr (a chatty server, for the log bounds).
 """
 
@@ -18,6 +20,7 @@ TOOLS = [
     {"name": "echo", "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}},
     {"name": "hang", "inputSchema": {"type": "object"}},
     {"name": "bump", "inputSchema": {"type": "object"}},
+    {"name": "unlisten", "inputSchema": {"type": "object"}},
 ]
 COUNTER_URI = "test://counter"
 SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
@@ -58,6 +61,12 @@ def answer(msg: dict) -> dict | None:  # type: ignore[type-arg]
             for subscription in [*listens, *([also] if also is not None else [])]:
                 notify("notifications/resources/updated", subscription, {"uri": COUNTER_URI})
             return {"content": [{"type": "text", "text": str(len(listens))}]}
+        if params.get("name") == "unlisten":
+            ended = len(listens)
+            for subscription in listens:
+                write({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": subscription}})
+            listens.clear()
+            return {"content": [{"type": "text", "text": str(ended)}]}
         text = str((params.get("arguments") or {}).get("text", ""))
         return {"content": [{"type": "text", "text": text}]}
     return {}
