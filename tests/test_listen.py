@@ -162,3 +162,24 @@ async def test_late_updates_for_a_closed_listen_are_not_reported_lost() -> None:
         dropped = [line for line in r.lines if "dropped" in line]
         assert len(dropped) == 1 and UPDATED in dropped[0], "\n".join(r.lines)
         assert updates(other_seen) == []
+
+
+async def test_a_listen_its_stdio_backend_ends_ends_for_the_client() -> None:
+    """On stdio a server ends a listen with a `notifications/cancelled` naming it (the one use the
+    spec allows a server). The client's listen stream ends with it (the SDK says the subscription
+    is lost: re-listen and refetch)."""
+    tiny = shlex.join([sys.executable, "-S", str(REPO_ROOT / "tests" / "servers" / "tiny_stdio.py")])
+    async with (
+        run_router("-b", f"tiny={tiny}") as r,
+        connect(r.mcp_url("tiny"), "streamable-modern") as watcher,
+        connect(r.mcp_url("tiny"), "streamable-modern") as other,
+    ):
+        async with watcher.listen(resource_subscriptions=[COUNTER_URI]) as subscription:
+            ended = await other.call_tool("unlisten", {})
+            assert ended.content[0].text == "1"  # type: ignore[union-attr]
+            with pytest.raises(subscriptions.SubscriptionLost):
+                async with asyncio.timeout(5):
+                    await anext(aiter(subscription))
+        await other.call_tool("bump", {})  # nobody listens any more: nothing to deliver, nothing lost
+        await wait_for(lambda: trace(r, "tiny", "tools/call #3  ok"), 5, message="the bump's answer")
+        assert not suspicious(r), "\n".join(r.lines + r.stderr_lines)

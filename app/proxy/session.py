@@ -158,9 +158,10 @@ class Session:
         self._draining: dict[Channel, asyncio.Event] = {}
         self._channels: set[Channel] = set()
         self._tasks: set[asyncio.Future[Any]] = set()
-        # Backend ids of requests the client cancelled: an answer may still come (the spec asks
-        # the backend not to send one, and the sender to ignore one that arrives anyway), and
-        # progress may too. The value: whether the router said so already (once per request).
+        # Backend ids of requests the client cancelled (and of listens the backend ended): an answer
+        # may still come (the spec asks the backend not to send one, and the sender to ignore one
+        # that arrives anyway), and progress may too. The value: whether the router said so already
+        # (once per request).
         self._cancelled: collections.OrderedDict[RequestId, bool] = collections.OrderedDict()
 
     # ------------------------------------------------------------------ describing
@@ -641,7 +642,7 @@ class Session:
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _for_cancelled(self, subscription: object, related: RequestId | None) -> bool:
-        """Whether a backend notification is for a subscription (or request) the client cancelled."""
+        """Whether a backend notification is for a subscription (or request) that was cancelled."""
         owner = subscription if isinstance(subscription, str | int) else related
         return owner is not None and owner not in self.pending and owner in self._cancelled
 
@@ -757,6 +758,14 @@ class Session:
                     del self.server_requests[rid]
                     out = msg.with_value(("params", "requestId"), rid)
                     break
+            else:
+                if self.era == "modern" and isinstance(orig, str | int):
+                    q = self.pending.get(orig)
+                    if q is not None and q.listen and q.channel is channel:
+                        self._listen_ended(q, msg)
+                        return
+                    if self._for_cancelled(orig, None):
+                        return  # it names a listen (or call) that is over already: nothing to end
         if (
             p is None
             and self.era == "modern"
@@ -790,6 +799,20 @@ class Session:
                 out = out.with_value(("params", "_meta", jsonrpc.META_SUBSCRIPTION_ID), p.client_id, p.client_raw_id)
         self._publish_traffic("backend->client", out)
         self._deliver(out, p)
+
+    def _listen_ended(self, p: Pending, msg: Message) -> None:
+        """The backend ended a listen by cancelling it (how a stdio server does): so does the client's stream.
+
+        A client over HTTP learns that a listen ended abruptly by its stream closing without an
+        answer (the SDK: the subscription is lost, re-listen and refetch).
+        """
+        self._pop(p)
+        # Its late messages, if any, are for a listen that is over: nothing is lost.
+        self._note_cancelled(p)
+        out = msg.with_value(("params", "requestId"), p.client_id, p.client_raw_id) if p.renamed else msg
+        self._publish_traffic("backend->client", out)
+        if p.sink is not None:
+            p.sink.put(jsonrpc.notification("$closed"))
 
     async def _relisten(self, p: Pending) -> None:
         while self.pending.get(p.backend_id) is p and p.channel is None:
