@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.pilot import Pilot
 from textual.renderables.styled import Styled
 
 from app.widgets.tables import Cell, SnapshotTable
@@ -31,18 +34,25 @@ def lines(table: Table) -> list[str]:
     return [table.render_line(y).text.rstrip() for y in range(3)]
 
 
-async def test_a_changed_cell_is_shown_and_the_rest_is_not_drawn_again() -> None:
+@contextlib.asynccontextmanager
+async def shown_table() -> AsyncIterator[tuple[Table, Pilot[Any]]]:
+    """The table in an app, showing `rows("1s", "10")`."""
     app = TableApp()
     async with app.run_test(size=(60, 8)) as pilot:
         table = app.query_one(Table)
         table.show_rows(rows("1s", "10"))
         await pilot.pause()
+        yield table, pilot
+
+
+async def test_a_changed_cell_is_shown_and_the_rest_is_not_drawn_again() -> None:
+    async with shown_table() as (table, pilot):
         first = lines(table)
         assert first[1].split() == ["alpha", "1s", "10"] and first[2].split() == ["beta", "9s", "7"]
 
         # The once-a-second update: an age and a count move in one row.
         drawn: list[Any] = []
-        console = app.console
+        console = table.app.console
         render_lines = console.render_lines
 
         def counting(renderable: Any, *args: Any, **kwargs: Any) -> Any:
@@ -66,11 +76,7 @@ async def test_a_changed_cell_is_shown_and_the_rest_is_not_drawn_again() -> None
 
 
 async def test_a_cell_that_outgrows_its_column_widens_it() -> None:
-    app = TableApp()
-    async with app.run_test(size=(60, 8)) as pilot:
-        table = app.query_one(Table)
-        table.show_rows(rows("1s", "10"))
-        await pilot.pause()
+    async with shown_table() as (table, pilot):
         table.show_rows(rows("1h 02m 03s", "10", b_age="10s"))
         await pilot.pause()
         shown = lines(table)
