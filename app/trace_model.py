@@ -365,6 +365,12 @@ class TraceModel:
                 # The client cancels its own request; the router (or backend) withdraws one it sent.
                 origin = "c" if ev.direction == "client->backend" else "s"
                 request = self._pending.pop((origin, ev.session, rid), None)
+                if request is None and origin == "s":
+                    # A backend ends a client's listen by cancelling it (as a stdio server does):
+                    # the listen is over, not pending for ever.
+                    listen = self._pending.get(("c", ev.session, rid))
+                    if listen is not None and listen.method == "subscriptions/listen":
+                        request = self._pending.pop(("c", ev.session, rid))
                 if request is not None:
                     request.status = "cancelled"
                     request.changed()

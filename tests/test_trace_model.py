@@ -51,6 +51,25 @@ def test_request_and_answer_are_paired_per_session_and_direction() -> None:
     assert ask.kind == "server-request" and ask.partner is reply and reply.kind == "server-response"
 
 
+def test_a_listen_its_backend_cancels_is_over_and_other_requests_stay_pending() -> None:
+    m = TraceModel()
+    cancel = {"requestId": 7}
+    m.add(
+        [
+            msg("client->backend", "request", "subscriptions/listen", 7),
+            msg("client->backend", "request", "tools/call", 8),
+            # A backend's cancellation naming a client's call (not a listen) does not end it.
+            msg("backend->client", "notification", "notifications/cancelled", None, params={"requestId": 8}),
+            msg("backend->client", "notification", "notifications/cancelled", None, params=cancel),
+            # Another session's listen with the same id is not this one.
+            msg("client->backend", "request", "subscriptions/listen", 7, session="s2"),
+        ]
+    )
+    listen, call, _, _, other = m.rows
+    assert listen.status == "cancelled"
+    assert call.status == "pending" and other.status == "pending"
+
+
 def test_errors_cancellations_and_held_requests() -> None:
     m = TraceModel()
     m.add(
