@@ -727,7 +727,9 @@ class Session:
         params = msg.params
         method = msg.method
         meta = params.get("_meta")
-        subscription = meta.get(jsonrpc.META_SUBSCRIPTION_ID) if self.era == "modern" and isinstance(meta, dict) else None
+        subscription = (
+            meta.get(jsonrpc.META_SUBSCRIPTION_ID) if self.era == "modern" and isinstance(meta, dict) else None
+        )
         if subscription is not None:
             # It names the listen it is for: that listen's stream or none, never a request that
             # happens to be in flight (on stdio, another client's).
