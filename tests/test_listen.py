@@ -89,6 +89,8 @@ async def test_closed_listen_stream_is_forgotten(backend: str) -> None:
                 message="the bump's answer and update in the trace",
             )
             assert len(trace(r, backend, UPDATED)) == 1, "\n".join(r.lines)
+            # The open listen is the watcher's request in flight, counted under its client.
+            assert await modern_pending(r) == 1
         received = len(updates(watcher_seen))
 
         # Closing the stream is the cancellation (HTTP): the router forgets the listen at once and

@@ -9,6 +9,7 @@ a backend's modern requests travel in one shared session. So the sessions list s
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ class ModernClient:
     last_seen: float
     requests: int = 1
 
-    def snapshot(self) -> JSON:
+    def snapshot(self, pending: int = 0) -> JSON:
         return {
             "id": f"modern:{self.backend}:{self.name or '?'}@{self.version or '?'}",
             # Its requests travel in this shared session (the trace's session column).
@@ -39,12 +40,22 @@ class ModernClient:
             "client": {"name": self.name, "version": self.version} if self.name is not None else None,
             "protocol_version": self.protocol_version,
             "connected": False,
-            "pending": 0,
+            "pending": pending,  # its requests in flight in the shared session
             "rebuilds": 0,
             "created": self.first_seen,
             "last_activity": self.last_seen,
             "requests": self.requests,
         }
+
+
+def identity(meta: object) -> tuple[str | None, str | None]:
+    """The client's name and version from a request's `_meta`, as far as they are text."""
+    info = meta.get(CLIENT_INFO) if isinstance(meta, dict) else None
+    if not isinstance(info, dict):
+        return None, None
+    # Self-reported and unverified: only text is kept (and anything else is no dict key).
+    name, version = info.get("name"), info.get("version")
+    return (name if isinstance(name, str) else None, version if isinstance(version, str) else None)
 
 
 class ModernClients:
@@ -53,13 +64,7 @@ class ModernClients:
 
     def seen(self, backend: str, meta: object, protocol_version: str) -> None:
         """A request from a client: `meta` is its `_meta` (what its params hold there, if anything)."""
-        info = meta.get(CLIENT_INFO) if isinstance(meta, dict) else None
-        name = version = None
-        if isinstance(info, dict):
-            name, version = info.get("name"), info.get("version")
-            # Self-reported and unverified: only text is kept (and anything else is no dict key).
-            name = name if isinstance(name, str) else None
-            version = version if isinstance(version, str) else None
+        name, version = identity(meta)
         now = time.time()
         key = (backend, name, version)
         client = self._clients.get(key)
@@ -72,9 +77,18 @@ class ModernClients:
             del self._clients[min(self._clients, key=lambda k: self._clients[k].last_seen)]
         self._clients[key] = ModernClient(backend, name, version, protocol_version, now, now)
 
-    def snapshot(self, backends: set[str] | dict[str, Any], idle_timeout: float) -> list[JSON]:
-        """Clients of backends that still exist and seen within `idle_timeout` (older ones are dropped)."""
+    def snapshot(
+        self,
+        backends: set[str] | dict[str, Any],
+        idle_timeout: float,
+        pending: Mapping[tuple[str, str | None, str | None], int] | None = None,
+    ) -> list[JSON]:
+        """Clients of backends that still exist and seen within `idle_timeout` (older ones are dropped).
+
+        `pending`: requests in flight by (backend, client name, client version).
+        """
         cutoff = time.time() - idle_timeout
         for key in [k for k, c in self._clients.items() if c.last_seen < cutoff or c.backend not in backends]:
             del self._clients[key]
-        return [c.snapshot() for c in self._clients.values()]
+        counts = pending or {}
+        return [c.snapshot(counts.get(key, 0)) for key, c in self._clients.items()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Literal
 
 from app import __version__
@@ -14,7 +14,7 @@ from app.proxy.events import BackendListEvent, EventBus, RouterEvent, SessionEve
 from app.proxy.http_client import HTTPClient
 from app.proxy.jsonrpc import JSON
 from app.proxy.limits import DEFAULT_MAX_MESSAGE
-from app.proxy.modern_clients import ModernClients
+from app.proxy.modern_clients import ModernClients, identity
 from app.proxy.session import ClientTransport, Era, Session
 
 DEFAULT_MAX_BODY = DEFAULT_MAX_MESSAGE  # a request body is one message (or one batch of them)
@@ -256,7 +256,15 @@ class Router:
 
     def sessions_snapshot(self) -> list[JSON]:
         handshake = [s.snapshot() for s in self.sessions.values()]
-        return handshake + self.modern_clients.snapshot(self.backends, self.session_idle_timeout)
+        # A modern client has no session of its own: its requests in flight are counted in its
+        # backend's shared session, by the client each names in its `_meta`.
+        pending: Counter[tuple[str, str | None, str | None]] = Counter()
+        for backend in self.backends.values():
+            shared = backend.modern_session
+            if shared is not None and not shared.closed:
+                for p in shared.pending.values():
+                    pending[(backend.name, *identity(p.msg.params.get("_meta")))] += 1
+        return handshake + self.modern_clients.snapshot(self.backends, self.session_idle_timeout, pending)
 
     def __repr__(self) -> str:
         return f"Router(backends={list(self.backends)}, sessions={len(self.sessions)})"
