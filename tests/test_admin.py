@@ -397,7 +397,7 @@ async def test_disable_then_enable(backend_a: FixtureProcess, name: str) -> None
         resp = await http.post(f"/backends/{name}/enable")
         assert resp.status_code == 200, resp.text
         assert resp.json()["enabled"] is True
-        await wait_state(http, name, "up", timeout=5)
+        await wait_state(http, name, "up")  # a stdio process starts again: as long as at startup
         async with connect(r.mcp_url(name), HANDSHAKE) as client:
             await echo(client, "enabled again")
 
