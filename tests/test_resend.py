@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import mcp.client.session
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_types import PromptReference
@@ -27,6 +28,7 @@ from tests.support.clients import connect
 from tests.support.procs import Router, run_router, wait_for
 
 BACKENDS = ["streamable", "stdio"]
+HOLD = 20  # the router's --hold here: how long a re-sent request may wait for the new backend
 
 
 async def pending(r: Router) -> int:
@@ -47,9 +49,15 @@ def resent_methods(r: Router) -> list[str]:
 
 @pytest.mark.parametrize("backend_tr", BACKENDS)
 @pytest.mark.filterwarnings("ignore:ping is removed")
-async def test_reads_in_flight_are_resent_to_the_new_backend(tmp_path: Path, backend_tr: str) -> None:
+async def test_reads_in_flight_are_resent_to_the_new_backend(
+    tmp_path: Path, backend_tr: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The router promises an answer within the hold; the SDK gives `server/discover` only 10 s.
+    # A stdio backend may come back only after two process starts (the router's own process,
+    # then the session's), which a loaded machine stretches past 10 s: the client waits the hold.
+    monkeypatch.setattr(mcp.client.session, "DISCOVER_TIMEOUT_SECONDS", HOLD + 5)
     async with swappable(backend_tr, tmp_path) as be:
-        async with run_router("-b", f"be={be.target}", "--hold", "20", "--log-format", "json") as r:
+        async with run_router("-b", f"be={be.target}", "--hold", str(HOLD), "--log-format", "json") as r:
             be.router_url = r.url
             await wait_state(r.url, "be", "up")
             async with (
@@ -80,7 +88,8 @@ async def test_reads_in_flight_are_resent_to_the_new_backend(tmp_path: Path, bac
                 await wait_for(lambda: _hung(old, 10, new, 2), 10, message="every request in flight")
                 await be.kill()
                 await be.revive("v1")
-                results = dict(zip(tasks, await asyncio.wait_for(asyncio.gather(*tasks.values()), 30), strict=True))
+                answers = await asyncio.wait_for(asyncio.gather(*tasks.values()), HOLD + 10)
+                results = dict(zip(tasks, answers, strict=True))
             assert {t.name for t in results["tools/list"].tools} >= {"echo", "look", "put"}
             assert any(str(x.uri) == "test://static" for x in results["resources/list"].resources)
             assert any(
@@ -119,7 +128,7 @@ async def test_unsafe_call_or_no_resend_fails_fast(tmp_path: Path, backend_tr: s
     `--no-resend` so does the read-only `look`."""
     extra = () if resend else ("--no-resend",)
     async with swappable(backend_tr, tmp_path) as be:
-        async with run_router("-b", f"be={be.target}", "--hold", "20", *extra) as r:
+        async with run_router("-b", f"be={be.target}", "--hold", str(HOLD), *extra) as r:
             be.router_url = r.url
             await wait_state(r.url, "be", "up")
             async with connect(r.mcp_url("be"), "streamable-handshake") as client:
