@@ -56,15 +56,14 @@ class RawClient:
         self._session: str | None = None
         self._ids = itertools.count(1)
 
-    async def _post(self, message: dict[str, Any]) -> tuple[int, _Answer]:
-        body = json.dumps(message, separators=(",", ":")).encode()
+    async def _send(self, method: str, headers: list[str], body: bytes = b"") -> tuple[int, _Answer]:
+        """One HTTP exchange on the kept-alive connection: the status and the whole answer."""
         head = [
-            f"POST {self._path} HTTP/1.1",
+            f"{method} {self._path} HTTP/1.1",
             f"Host: {self._host}",
-            "Accept: application/json, text/event-stream",
-            "Content-Type: application/json",
             f"MCP-Protocol-Version: {PROTOCOL_VERSION}",
             f"Content-Length: {len(body)}",
+            *headers,
         ]
         if self._session is not None:
             head.append(f"Mcp-Session-Id: {self._session}")
@@ -77,6 +76,12 @@ class RawClient:
                 raise CallFailed("the server closed the connection")
             parser.feed_data(data)
         return parser.get_status_code(), answer
+
+    async def _post(self, message: dict[str, Any]) -> tuple[int, _Answer]:
+        body = json.dumps(message, separators=(",", ":")).encode()
+        return await self._send(
+            "POST", ["Accept: application/json, text/event-stream", "Content-Type: application/json"], body
+        )
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         rid = next(self._ids)
@@ -116,21 +121,8 @@ class RawClient:
 
     async def close(self) -> None:
         """End the session as the SDK's client does (DELETE), so that it does not linger on the server."""
-        if self._session is None:
-            return
-        self._writer.write(
-            (
-                f"DELETE {self._path} HTTP/1.1\r\nHost: {self._host}\r\nMCP-Protocol-Version: {PROTOCOL_VERSION}\r\n"
-                f"Mcp-Session-Id: {self._session}\r\nContent-Length: 0\r\n\r\n"
-            ).encode("latin-1")
-        )
-        answer = _Answer()
-        parser = httptools.HttpResponseParser(answer)
-        while not answer.done:
-            data = await self._reader.read(65536)
-            if not data:
-                return
-            parser.feed_data(data)
+        if self._session is not None:
+            await self._send("DELETE", [])
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         result = await self.request("tools/call", {"name": name, "arguments": arguments})
@@ -150,7 +142,7 @@ async def connect(url: str, transport: str = "streamable-handshake") -> AsyncIte
         client = RawClient(reader, writer, parts.netloc, parts.path or "/")
         await client.initialize()
         yield client
-        with contextlib.suppress(OSError, httptools.HttpParserError):
+        with contextlib.suppress(OSError, httptools.HttpParserError, CallFailed):
             await client.close()
     finally:
         writer.close()
