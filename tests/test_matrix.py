@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -40,6 +41,7 @@ from tests.support.procs import (
     stdio_command,
     wait_for,
 )
+from tests.support.raw import sse_events
 
 pytestmark = pytest.mark.timeout(60)
 RAW_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -499,6 +501,39 @@ async def test_no_batches_after_2025_03_26(router: SyncRouter) -> None:
         # The session is unharmed.
         single = await http.post(url, json=_echo(9), headers={**headers, "accept": "application/json"})
         assert single.json()["result"]["content"][0]["text"] == "b9"
+
+
+@pytest.mark.parametrize("version", HANDSHAKE_REVISIONS)
+async def test_only_2025_11_25_streams_open_with_the_empty_priming_event(router: SyncRouter, version: str) -> None:
+    """The priming event (an id, empty `data`) came with 2025-11-25. Clients of older revisions
+    parse each event as JSON (SDK 1.8 logs "Error parsing SSE message" and hands its session an
+    exception per stream), so they get none: every event they see is a message, as from the SDK's
+    own server."""
+    url = router.mcp_url("http")
+    async with httpx.AsyncClient(timeout=10) as http:
+        headers = await _raw_session(http, url, version)
+        async with http.stream("GET", url, headers={**headers, "accept": "text/event-stream"}) as own:
+            own_events = sse_events(own)
+            slow = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "slow", "arguments": {"steps": 2, "delay": 0}, "_meta": {"progressToken": "p"}},
+            }
+            async with http.stream("POST", url, json=slow, headers=headers) as answer:
+                assert answer.headers["content-type"].startswith("text/event-stream")
+                events = [data async for _, data in sse_events(answer)]
+            announce = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "announce"}}
+            assert (await http.post(url, json=announce, headers=headers)).status_code == 200
+            # The session's own stream: the backend's list_changed notifications come on it.
+            async with asyncio.timeout(10):
+                events_own = [(await anext(own_events))[1], (await anext(own_events))[1]]
+    if version >= "2025-11-25":
+        assert events[0] == b"" and events_own[0] == b"", (events, events_own)
+        events, events_own = events[1:], events_own[1:]
+    methods = [json.loads(data).get("method") for data in events]
+    assert methods == ["notifications/progress", "notifications/progress", None], events
+    assert json.loads(events_own[0])["method"].endswith("/list_changed"), events_own
 
 
 # --- the modern client and a legacy SSE backend ------------------------------------------------

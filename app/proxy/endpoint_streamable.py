@@ -33,7 +33,7 @@ from app.proxy.limits import SESSION_LIMIT, fmt_size
 from app.proxy.router import Router, SessionLimit, UnknownBackend
 from app.proxy.session import Pending, Session
 from app.proxy.sse import COMMENT_PING, encode
-from app.proxy.streams import RETRY_MS, SINK_BYTES, DirectReply, DirectSink, PostStream, Sink
+from app.proxy.streams import RETRY_MS, SINK_BYTES, DirectReply, DirectSink, PostStream, Sink, primes
 
 # Headers a modern-era request carries that the backend must see untouched.
 FORWARDED = frozenset({b"mcp-protocol-version", b"mcp-method", b"mcp-name", b"authorization"})
@@ -486,7 +486,8 @@ class StreamableEndpoint:
                     if not modern:
                         stream = session.open_post_stream(sink, waiting)
                         resumable = True
-                        await send({"type": "http.response.body", "body": stream.priming(), "more_body": True})
+                        if primes(session.protocol_version):
+                            await send({"type": "http.response.body", "body": stream.priming(), "more_body": True})
                     for a in answers:
                         data = stream.frame(a.raw) if stream else encode(a.raw)
                         await send({"type": "http.response.body", "body": data, "more_body": True})
@@ -634,8 +635,13 @@ class StreamableEndpoint:
             )
             return
         cursor = int(event.group(1)) if event is not None else session.outbox.delivered
-        priming = encode(b"", event_id=str(cursor), retry=RETRY_MS)
-        await stream_outbox(session, cursor, receive, send, [priming])
+        # Older clients get a comment instead: the response head goes out only with a first body
+        # chunk, and a client may wait for it before it goes on.
+        if primes(session.protocol_version):
+            first = encode(b"", event_id=str(cursor), retry=RETRY_MS)
+        else:
+            first = COMMENT_PING
+        await stream_outbox(session, cursor, receive, send, [first])
 
     async def _resume_post_stream(self, session: Session, number: int, seq: int, receive: Receive, send: Send) -> None:
         stream = session.post_streams.get(number)

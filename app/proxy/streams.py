@@ -218,6 +218,16 @@ class Outbox:
 RETRY_MS = 1000
 """How long a client waits before reconnecting a dropped stream (the SSE `retry` field)."""
 
+PRIMING_SINCE = "2025-11-25"
+"""The first revision whose clients expect the empty-data priming event. Clients of older ones may
+parse every `data` as JSON (SDK 1.8 logs an error and hands its session an exception per stream);
+the SDK's own server primes only from this revision on, so a client sees the same through us."""
+
+
+def primes(protocol_version: str | None) -> bool:
+    """Whether a stream to a client of this revision opens with the priming event (dates sort as text)."""
+    return protocol_version is not None and protocol_version >= PRIMING_SINCE
+
 
 class PostStream:
     """The SSE answer to one client POST (handshake era), kept so that a dropped client can resume it.
