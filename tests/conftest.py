@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from pytest_textual_snapshot import SVGImageExtension
 
+from tests.support.forks import SOCKET_ENV, fork_server, forking_enabled
+
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots"
 
 
@@ -26,6 +28,19 @@ XDG_VARS = (
     ("XDG_CACHE_HOME", "cache"),
     ("XDG_RUNTIME_DIR", "runtime"),
 )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fork_server() -> Any:
+    """Backends start as forks of one process that has the SDK loaded (tests/servers/fork_server.py):
+    the SDK's import was most of the suite's CPU time."""
+    if not forking_enabled():
+        yield
+        return
+    server = fork_server()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(SOCKET_ENV, server.socket_path)
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")

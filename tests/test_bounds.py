@@ -320,7 +320,7 @@ async def test_a_paused_backend_is_shown_not_answering_and_its_call_is_answered_
             fx = await stack.enter_async_context(run_fixture("streamable", name="paused"))
             target = fx.url
         else:
-            target = stdio_command(name="paused")
+            target = stdio_command(name="paused", forked=False)  # SIGSTOP must reach the server itself
         r, http = await stack.enter_async_context(
             router_and_http("-b", f"be={target}", "--probe-timeout", "1", "--health-interval", "0.5")
         )

@@ -9,6 +9,9 @@ rounds that `Client.call_tool` drives transparently).
 from __future__ import annotations
 
 import asyncio
+import json
+import shlex
+import signal
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,17 +24,22 @@ from mcp.client import ClientRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from tests.support.clients import ClientTransport, connect
+from tests.support.forks import fork_server, forking_enabled
 from tests.support.procs import (
     FIXTURE_V1_TOOLS,
     REPO_ROOT,
     FixtureProcess,
+    child_pids,
     free_port,
+    initialize_request,
     kill_pid,
+    pid_alive,
     port_accepts,
     run_fixture,
     run_fixture_sync,
     run_router,
     stdio_command,
+    stop_process,
     wait_for,
 )
 
@@ -270,6 +278,33 @@ async def test_process_helpers() -> None:
     assert kill_pid(fixture_proc.pid)
     assert await fixture_proc.wait() != 0
     assert not kill_pid(fixture_proc.pid)  # already reaped
+
+
+@pytest.mark.skipif(not forking_enabled(), reason="MCP_TEST_FORK=0: every fixture is a new interpreter")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+async def test_a_forked_stdio_fixture_serves_its_pipes_and_ends_with_its_stand_in(sig: int) -> None:
+    # A router starts `python fixture.py --transport stdio` and ends or kills that process: the
+    # fork that serves in its place must answer on its pipes and must not outlive it.
+    server = fork_server().popen.pid
+    before = set(child_pids(server))
+    stand_in = await asyncio.create_subprocess_exec(
+        *shlex.split(stdio_command()),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=REPO_ROOT,
+        start_new_session=True,
+    )
+    assert stand_in.stdin is not None and stand_in.stdout is not None
+    try:
+        fork = (await wait_for(lambda: set(child_pids(server)) - before, 10, message="the fork")).pop()
+        stand_in.stdin.write(json.dumps(initialize_request("forks")).encode() + b"\n")
+        answer = json.loads(await asyncio.wait_for(stand_in.stdout.readline(), 10))
+        assert answer["id"] == 1 and answer["result"]["serverInfo"]["name"] == "fixture", answer
+        kill_pid(stand_in.pid, sig)
+        assert await asyncio.wait_for(stand_in.wait(), 10) == -sig  # ended as the server would be
+        await wait_for(lambda: not pid_alive(fork), 10, message="the fork to end with its stand-in")
+    finally:
+        await stop_process(stand_in)
 
 
 # A stand-in for `python -m app`: prints the contract's first line, floods stdout (a pipe that is

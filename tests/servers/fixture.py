@@ -16,6 +16,15 @@ the markers are sent as server-to-client requests in the handshake era and becom
 
 from __future__ import annotations
 
+if __name__ == "__main__" and "__fork_server__" not in globals():  # the suite: served by a fork (fork_server.py)
+    import os as _os
+    import sys as _sys
+
+    _sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))  # also when run by runpy
+    import fork_client
+
+    fork_client.serve_forked("fixture")
+
 import argparse
 import asyncio
 import itertools
@@ -100,10 +109,15 @@ def _hanging(handler: Any, maybe_hang: Any) -> Any:
     return wrapped
 
 
+KNOWN_PID: int | None = None
+"""The pid this server's starter knows, when that is not its own: a fork serving for a stand-in
+(fork_server.py) says the stand-in's, the process the router started and lists."""
+
+
 def build_server(variant: str, name: str) -> MCPServer[Any]:
     """Build the fixture server; `variant` v2 adds `extra_tool` (the hot-swap tests look for it)."""
     mcp: MCPServer[Any] = MCPServer(name, version=variant, instructions=f"fixture {name} {variant}")
-    identity = f"pid={os.getpid()} variant={variant} name={name}"
+    identity = f"pid={KNOWN_PID or os.getpid()} variant={variant} name={name}"
     counter = itertools.count(1)
     state = {"counter": 0, "sleeps_started": 0, "sleeps_cancelled": 0, "hung": 0}
     # Set by `hang_reads`: this process stops answering reads (a backend that dies with them in flight).
@@ -427,6 +441,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="fixture")
     parser.add_argument("--trace", default=None, help="append every HTTP exchange to this JSONL file")
     parser.add_argument("--require-bearer", default=None, metavar="TOKEN", help="answer 401 without this token")
+    parser.add_argument(
+        "--no-fork", action="store_true", help="start as a new interpreter even in the test suite (fork_client.py)"
+    )
     args = parser.parse_args(argv)
 
     # Everything diagnostic goes to stderr; MCPServer's own logging setup already uses stderr.
@@ -442,5 +459,5 @@ def main(argv: list[str] | None = None) -> None:
         pass
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "__fork_server__" not in globals():  # loaded by fork_server.py: run nothing
     main()

@@ -11,6 +11,15 @@ and a new description; `legacy` is gone; `extra` is new.
 
 from __future__ import annotations
 
+if __name__ == "__main__" and "__fork_server__" not in globals():  # the suite: served by a fork (fork_server.py)
+    import os as _os
+    import sys as _sys
+
+    _sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))  # also when run by runpy
+    import fork_client
+
+    fork_client.serve_forked("workbench")
+
 import argparse
 import asyncio
 import base64
@@ -168,5 +177,5 @@ def main(argv: list[str] | None = None) -> None:
         pass
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "__fork_server__" not in globals():  # loaded by fork_server.py: run nothing
     main()

@@ -25,6 +25,7 @@ transport exceptions too. Progress for one call: `client.call_tool(..., progress
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -40,6 +41,7 @@ from mcp.shared.message import SessionMessage
 from mcp_types import Implementation, JSONRPCRequest, LoggingLevel
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
+from tests.support.forks import SOCKET_ENV
 from tests.support.procs import REPO_ROOT
 
 ClientTransport = Literal["streamable-handshake", "streamable-modern", "streamable-auto", "sse", "stdio"]
@@ -109,8 +111,14 @@ class _OfferVersion:
 
 
 def stdio_params(command: str, env: dict[str, str] | None = None) -> StdioServerParameters:
-    """StdioServerParameters for a shell-style command line."""
+    """StdioServerParameters for a shell-style command line.
+
+    The SDK gives a server only a few variables of ours; the fork server's socket is passed on
+    (tests/support/forks.py), so that a fixture started by an SDK client starts as fast as one
+    started by the router."""
     argv = shlex.split(command)
+    if SOCKET_ENV in os.environ:
+        env = {SOCKET_ENV: os.environ[SOCKET_ENV], **(env or {})}
     return StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=REPO_ROOT)
 
 

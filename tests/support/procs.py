@@ -24,7 +24,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+
+from tests.support.forks import ForkedProcess, fork_server, forking_enabled
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_PATH = REPO_ROOT / "tests" / "servers" / "fixture.py"
@@ -158,7 +160,19 @@ def kill_pid(pid: int, sig: int = signal.SIGTERM) -> bool:
     return True
 
 
-async def stop_process(proc: asyncio.subprocess.Process, grace: float = 3.0) -> int:
+class Stoppable(Protocol):
+    """What stopping a process by pid needs: an asyncio subprocess, or a forked fixture (forks.py)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
+async def stop_process(proc: Stoppable, grace: float = 3.0) -> int:
     """SIGTERM `proc` by pid, SIGKILL it if it is still alive after `grace` s; return its exit code."""
     if proc.returncode is None:
         kill_pid(proc.pid, signal.SIGTERM)
@@ -196,9 +210,12 @@ def fixture_argv(
     return argv
 
 
-def stdio_command(variant: str = "v1", name: str = "fixture") -> str:
-    """Shell-style command line for a stdio fixture (e.g. for `-b NAME=COMMAND` or StdioServerParameters)."""
-    return shlex.join(fixture_argv("stdio", variant, name=name))
+def stdio_command(variant: str = "v1", name: str = "fixture", forked: bool = True) -> str:
+    """Shell-style command line for a stdio fixture (e.g. for `-b NAME=COMMAND` or StdioServerParameters).
+
+    In the suite such a process is a stand-in for a fork of the fork server (forks.py), which
+    passes signals on; `forked=False` makes it the server itself, for a test that pauses it."""
+    return shlex.join(fixture_argv("stdio", variant, name=name, extra=() if forked else ("--no-fork",)))
 
 
 @dataclass
@@ -208,7 +225,7 @@ class Fixture:
     transport: FixtureTransport
     variant: str
     port: int
-    proc: asyncio.subprocess.Process
+    proc: Stoppable
 
     @property
     def pid(self) -> int:
@@ -240,12 +257,14 @@ async def start_fixture(
     if transport == "stdio":
         raise ValueError("stdio fixtures are spawned by their client: use stdio_command()")
     port = port if port is not None else free_port()
-    proc = await asyncio.create_subprocess_exec(
-        *fixture_argv(transport, variant, port, name, extra),
-        stdin=asyncio.subprocess.DEVNULL,
-        cwd=REPO_ROOT,
-        start_new_session=True,
-    )
+    argv = fixture_argv(transport, variant, port, name, extra)
+    proc: Stoppable
+    if forking_enabled():
+        proc = fork_server().spawn(argv[2:])
+    else:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, cwd=REPO_ROOT, start_new_session=True
+        )
     fixture = Fixture(transport, variant, port, proc)
     try:
 
@@ -261,9 +280,7 @@ async def start_fixture(
     return fixture
 
 
-async def _wait_ready(
-    ready: Callable[[], Awaitable[bool]], proc: asyncio.subprocess.Process, limit: float, what: str
-) -> None:
+async def _wait_ready(ready: Callable[[], Awaitable[bool]], proc: Stoppable, limit: float, what: str) -> None:
     # Like wait_for, but an early exit of the process ends the wait at once instead of at the deadline.
     deadline = time.monotonic() + limit
     while not await ready():
@@ -303,11 +320,11 @@ class FixtureProcess:
     transport: FixtureTransport
     variant: str
     port: int
-    popen: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | ForkedProcess
 
     @property
     def pid(self) -> int:
-        return self.popen.pid
+        return self.proc.pid
 
     @property
     def url(self) -> str:
@@ -327,26 +344,29 @@ def run_fixture_sync(
     if transport == "stdio":
         raise ValueError("stdio fixtures are spawned by their client: use stdio_command()")
     port = port if port is not None else free_port()
-    popen = subprocess.Popen(
-        fixture_argv(transport, variant, port, name),
-        stdin=subprocess.DEVNULL,
-        cwd=REPO_ROOT,
-        start_new_session=True,
-    )
+    argv = fixture_argv(transport, variant, port, name)
+    proc: subprocess.Popen[bytes] | ForkedProcess
+    if forking_enabled():
+        proc = fork_server().spawn(argv[2:])
+    else:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, start_new_session=True)
     try:
         deadline = time.monotonic() + ready_timeout
         while True:
-            if popen.poll() is not None:
-                raise RuntimeError(f"fixture {transport} exited early with code {popen.returncode}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"fixture {transport} exited early with code {proc.poll()}")
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                 if sock.connect_ex((HOST, port)) == 0:
                     break
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"timed out after {ready_timeout}s waiting for fixture {transport} on {port}")
             time.sleep(0.02)  # a blocking poll interval: this helper has no event loop to await on
-        yield FixtureProcess(transport, variant, port, popen)
+        yield FixtureProcess(transport, variant, port, proc)
     finally:
-        stop_popen(popen, 3.0)
+        if isinstance(proc, ForkedProcess):
+            proc.stop_blocking(3.0)
+        else:
+            stop_popen(proc, 3.0)
 
 
 @dataclass
