@@ -69,7 +69,8 @@ async def test_api_restart_keeps_session_on_a_new_process(tmp_path: Path) -> Non
     cmd = shlex.join([sys.executable, str(script)])
     async with run_router("-b", f"be={cmd}") as r:
         await wait_state(r.url, "be", "up")
-        async with connect(r.sse_url("be"), "sse") as client:
+        seen, handler = collect_notifications()
+        async with connect(r.sse_url("be"), "sse", message_handler=handler) as client:
             before = text(await client.call_tool("whoami", {})).split(" call=")[0]
             old_pids = await pids_of(r.url, "be")
             async with httpx.AsyncClient(timeout=30) as http:
@@ -77,6 +78,9 @@ async def test_api_restart_keeps_session_on_a_new_process(tmp_path: Path) -> Non
             assert resp.status_code == 200 and resp.json()["restarted"] is True
             after = text(await client.call_tool("whoami", {})).split(" call=")[0]
             assert after != before
+            # Same code, same lists: nothing to list again. (A list_changed for the move would
+            # have come before this answer, on the same SSE stream.)
+            assert not [m for m in seen if m.endswith("/list_changed")], seen
             await wait_for(lambda: not any(pid_alive(p) for p in old_pids), 10, message="old processes to end")
 
 
@@ -183,3 +187,25 @@ async def test_idle_session_is_closed_and_its_process_ended(tmp_path: Path) -> N
                 headers={**headers, "Mcp-Session-Id": sid},
             )
             assert gone.status_code == 404
+
+
+async def test_restart_tells_a_session_what_its_own_process_changed(tmp_path: Path) -> None:
+    """Each stdio session runs a process of its own, which may run other code than the backend's
+    catalog was taken from (the source changed on disk without a restart): after a restart the
+    session is told what changed in what ITS process serves."""
+    script = write_stdio_server(tmp_path, "v2")
+    cmd = shlex.join([sys.executable, str(script)])
+    async with run_router("-b", f"vv={cmd}") as r:
+        info = await wait_state(r.url, "vv", "up")
+        assert "extra_tool" in info["tools"]  # the backend's catalog: v2
+        (tmp_path / "variant.txt").write_text("v1")  # changed on disk, not restarted
+        seen, handler = collect_notifications()
+        async with (
+            connect(r.sse_url("vv"), "sse", message_handler=handler) as client,
+            httpx.AsyncClient(timeout=30) as http,
+        ):
+            assert "extra_tool" not in {t.name for t in (await client.list_tools()).tools}  # its process: v1
+            (tmp_path / "variant.txt").write_text("v2")
+            assert (await http.post(f"{r.url}/backends/vv/restart")).status_code == 200
+            await wait_for(lambda: "notifications/tools/list_changed" in seen, 5, message="tools/list_changed")
+            assert "extra_tool" in {t.name for t in (await client.list_tools()).tools}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from app.proxy import jsonrpc
-from app.proxy.calls import RouterCallError, RouterCalls, catalog_changes
+from app.proxy.calls import RouterCallError, RouterCalls, catalog_changes, list_catalog
 from app.proxy.channels.base import BackendUnavailable, Channel, ChannelMode
 from app.proxy.channels.streamable import StreamableHTTPChannel
 from app.proxy.events import SessionEvent, TrafficEvent
@@ -36,6 +36,7 @@ LIST_CHANGED = {
     "resources": "notifications/resources/list_changed",
     "prompts": "notifications/prompts/list_changed",
 }
+LIST_CHANGED_METHODS = frozenset(LIST_CHANGED.values())
 LISTEN_FILTER_KEYS = {
     "tools": "toolsListChanged",
     "resources": "resourcesListChanged",
@@ -148,6 +149,14 @@ class Session:
         self.subscriptions: set[str] = set()
         # What the client last saw of the backend's lists; the modern era has no handshake to wait for.
         self.catalog: dict[str, list[JSON]] | None = backend.catalog if era == "modern" else None
+        # A stdio backend runs one process per session, started from whatever code is on disk at
+        # that moment: not necessarily the code the backend's catalog was taken from (a change
+        # saved without a restart, or between the catalog and the session's start). Such a
+        # session's baseline is what its own process served, known only once the router listed
+        # that process (`_catalog_exact`); an HTTP or SSE backend is one server for every session,
+        # whose catalog is exactly what each of them serves.
+        self._own_process = backend.config.kind == "stdio"
+        self._catalog_exact = False
         self._had_channel = False
         self.closed = False
         self.end_reason: str | None = None
@@ -501,7 +510,7 @@ class Session:
                 if self.closed or not self.backend.accepting or (self.channel is not None and self.channel.alive):
                     continue
                 try:
-                    ch = await asyncio.wait_for(self._open_and_replay(), max(remaining, 0.01))
+                    opened, served = await asyncio.wait_for(self._open_and_replay(), max(remaining, 0.01))
                 except SessionEnded:
                     raise
                 except (BackendUnavailable, RouterCallError, TimeoutError, OSError) as exc:
@@ -510,23 +519,35 @@ class Session:
                     # A backend that is "up" but refuses this session must not be retried in a hot loop.
                     await asyncio.sleep(min(0.05 * 2**attempt, 1.0, max(deadline - time.monotonic(), 0)))
                     continue
-                await self._install(ch)
-                return ch
+                await self._install(opened, served)
+                return opened
 
-    async def _open_and_replay(self) -> Channel:
+    async def _open_and_replay(self) -> tuple[Channel, dict[str, list[JSON]] | None]:
+        """A new channel, its handshake replayed; with, for a process of the session's own, its lists."""
         ch = self.backend.new_channel(self, self.mode)
         self._channels.add(ch)
+        served = None
         try:
             await ch.open()
             if self.era == "handshake" and self.init_result is not None and self.init_msg is not None:
-                await self._replay_handshake(ch)
+                caps = await self._replay_handshake(ch)
+                if self._own_process:
+                    served = await self._list_served(ch, caps)
         except BaseException:
             self._channels.discard(ch)
             await ch.close()
             raise
-        return ch
+        return ch, served
 
-    async def _replay_handshake(self, ch: Channel) -> None:
+    async def _list_served(self, ch: Channel, caps: JSON) -> dict[str, list[JSON]] | None:
+        """The lists a process of the session's own serves; None if it would not say."""
+        try:
+            return await list_catalog(self.calls, ch, caps)
+        except (RouterCallError, BackendUnavailable):
+            return None
+
+    async def _replay_handshake(self, ch: Channel) -> JSON:
+        """Initialize the new channel as the client did; return the capabilities it declares."""
         assert self.init_msg is not None and self.init_result is not None
         res = await self.calls.call(ch, "initialize", dict(self.init_msg.params), timeout=10.0)
         version = res.get("protocolVersion")
@@ -549,8 +570,9 @@ class Session:
             await self.calls.call(ch, "resources/subscribe", {"uri": uri})
         if isinstance(ch, StreamableHTTPChannel):
             ch.start_get_stream()
+        return new_caps if isinstance(new_caps, dict) else {}
 
-    async def _install(self, ch: Channel) -> None:
+    async def _install(self, ch: Channel, served: dict[str, list[JSON]] | None = None) -> None:
         rebuilt = self._had_channel
         self._had_channel = True
         self.channel = ch
@@ -570,7 +592,10 @@ class Session:
         if rebuilt:
             self.rebuilds += 1
             self._publish_session("rebuilt")
-        self.check_catalog()
+        if not self._own_process:
+            self.check_catalog()
+        elif rebuilt:
+            self._check_served(served)
 
     async def client_notification(self, msg: Message, headers: Mapping[str, str] | None = None) -> None:
         self.last_activity = time.time()
@@ -726,6 +751,8 @@ class Session:
         out = msg
         params = msg.params
         method = msg.method
+        if self._own_process and method in LIST_CHANGED_METHODS:
+            self._catalog_exact = False  # the process changed its lists: the ones the router took are stale
         meta = params.get("_meta")
         subscription = (
             meta.get(jsonrpc.META_SUBSCRIPTION_ID) if self.era == "modern" and isinstance(meta, dict) else None
@@ -954,6 +981,10 @@ class Session:
 
     def check_catalog(self) -> None:
         """Tell the client what changed in the backend's lists since it last looked."""
+        if self._own_process:
+            # The backend's catalog is its main process's, not necessarily what this session's
+            # own process serves: `_install` compares what that process served (`_check_served`).
+            return
         new = self.backend.catalog
         if new is None:
             return
@@ -966,6 +997,34 @@ class Session:
             return  # the rebuild checks again once the session is connected
         changes = catalog_changes(self.catalog, new)
         self.catalog = new
+        self._announce(changes)
+
+    def _check_served(self, served: dict[str, list[JSON]] | None) -> None:
+        """A new process of the session's own serves it: tell the client what changed in its lists.
+
+        `served`: the new process's lists (None: not known, e.g. in the 2026-07-28 era, which has no
+        handshake to replay before the router's own requests).
+        """
+        if not self._ready():
+            return  # the next channel is compared with the same baseline
+        if served is not None and self._catalog_exact and self.catalog is not None:
+            changes = catalog_changes(self.catalog, served)
+        else:
+            # What the client was told is not known for sure (the session's previous process was
+            # never listed, or changed its lists itself since): it looks again at every kind the
+            # session serves. A needless list_changed costs it one list; a missing one, a stale list.
+            declared = served if served is not None else self._declared()
+            changes = [kind for kind in LIST_CHANGED if kind in declared]
+        if served is not None:
+            self.catalog = served
+        self._catalog_exact = served is not None
+        self._announce(changes)
+
+    def _declared(self) -> JSON:
+        caps = (self.init_result or {}).get("capabilities") if self.era == "handshake" else self.backend.capabilities
+        return caps if isinstance(caps, dict) else {}
+
+    def _announce(self, changes: list[str]) -> None:
         for kind in changes:
             if self.era == "handshake":
                 note = jsonrpc.notification(LIST_CHANGED[kind])
@@ -987,11 +1046,27 @@ class Session:
             old = self.channel
             if old is None or self.closed:
                 return False
+            listing: asyncio.Task[dict[str, list[JSON]] | None] | None = None
+            if self._own_process and self.era == "handshake" and self.init_result is not None:
+                # What the old process serves is the baseline the new one is compared with, and it
+                # is still up: list it while the new one starts.
+                listing = self._spawn(self._list_served(old, self._declared()))
             try:
-                new = await self._open_and_replay()
+                new, served = await self._open_and_replay()
             except (BackendUnavailable, RouterCallError, TimeoutError, OSError, SessionEnded) as exc:
+                if listing is not None:
+                    listing.cancel()
                 self.backend.log(f"session {self.id[:8]} could not move to the new backend: {exc}")
                 return False
+            if listing is not None:
+                if not listing.done():
+                    # Not answered in the time a new process took to start (stuck, or at a
+                    # breakpoint): not waited for; the client is told to look again instead.
+                    listing.cancel()
+                    self._catalog_exact = False
+                elif not listing.cancelled() and listing.exception() is None and listing.result() is not None:
+                    self.catalog = listing.result()
+                    self._catalog_exact = True
             drained = asyncio.Event()
             self._draining[old] = drained
             for p in self.pending.values():
@@ -999,7 +1074,7 @@ class Session:
                     p.channel = None  # re-opened on the new channel by _install
             if not any(p.channel is old for p in self.pending.values()):
                 drained.set()
-            await self._install(new)
+            await self._install(new, served)
             self._spawn(self._retire(old, drained))
             return True
 
