@@ -154,9 +154,13 @@ class Session:
         # saved without a restart, or between the catalog and the session's start). Such a
         # session's baseline is what its own process served, known only once the router listed
         # that process (`_catalog_exact`); an HTTP or SSE backend is one server for every session,
-        # whose catalog is exactly what each of them serves.
-        self._own_process = backend.config.kind == "stdio"
+        # whose catalog is exactly what each of them serves. The 2026-07-28 era keeps comparing
+        # the backend's catalog: it has no handshake after which the router could list a process
+        # of its own, and announcing every kind at every restart would tell its listen streams of
+        # changes that did not happen.
+        self._own_process = backend.config.kind == "stdio" and era == "handshake"
         self._catalog_exact = False
+        self._unchecked: tuple[dict[str, list[JSON]] | None] | None = None  # a new process's lists, not yet compared
         self._had_channel = False
         self.closed = False
         self.end_reason: str | None = None
@@ -983,7 +987,10 @@ class Session:
         """Tell the client what changed in the backend's lists since it last looked."""
         if self._own_process:
             # The backend's catalog is its main process's, not necessarily what this session's
-            # own process serves: `_install` compares what that process served (`_check_served`).
+            # own process serves: `_install` compares what that process served (`_check_served`),
+            # or leaves it here for when the backend accepts again.
+            if self._unchecked is not None:
+                self._check_served(self._unchecked[0])
             return
         new = self.backend.catalog
         if new is None:
@@ -1002,11 +1009,12 @@ class Session:
     def _check_served(self, served: dict[str, list[JSON]] | None) -> None:
         """A new process of the session's own serves it: tell the client what changed in its lists.
 
-        `served`: the new process's lists (None: not known, e.g. in the 2026-07-28 era, which has no
-        handshake to replay before the router's own requests).
+        `served`: the new process's lists (None: it would not say in time).
         """
         if not self._ready():
-            return  # the next channel is compared with the same baseline
+            self._unchecked = (served,)  # once the backend accepts again (`check_catalog`)
+            return
+        self._unchecked = None
         if served is not None and self._catalog_exact and self.catalog is not None:
             changes = catalog_changes(self.catalog, served)
         else:
@@ -1021,7 +1029,7 @@ class Session:
         self._announce(changes)
 
     def _declared(self) -> JSON:
-        caps = (self.init_result or {}).get("capabilities") if self.era == "handshake" else self.backend.capabilities
+        caps = (self.init_result or {}).get("capabilities")
         return caps if isinstance(caps, dict) else {}
 
     def _announce(self, changes: list[str]) -> None:
