@@ -56,6 +56,7 @@ ROOT = SCRIPT.parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `python bench/floor.py` puts bench/ first, not the repo
 
+from tests.support.forks import without_forks  # noqa: E402
 from tests.support.procs import free_port, port_accepts, stop_process, wait_for  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -345,6 +346,7 @@ async def _measure(calls: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    without_forks()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", type=int, default=1500, help="timed calls per variant and era (default 1500)")
     p.add_argument("--serve", nargs=2, type=int, metavar=("UPSTREAM_PORT", "PORT"), help=argparse.SUPPRESS)

@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `python bench/large.py` puts bench/ first, not the repo
 
+from tests.support.forks import without_forks  # noqa: E402
+
 MiB = 1024 * 1024
 ENVELOPE = 1024
 # (backend transport, era, client transport for the router, client transport/target for direct)
@@ -249,6 +251,7 @@ def _table(cases: list[Case], sizes: list[int], rounds: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    without_forks()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="0.5,1,4,16,64", help="MiB, comma-separated (default 0.5,1,4,16,64)")
     p.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")

@@ -64,6 +64,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `python bench/stdio.py` puts bench/ first, not the repo
 
 from bench.floor import HOST, WARMUP, _echo, _loadavg, _process, _Request, _tail  # noqa: E402
+from tests.support.forks import without_forks  # noqa: E402
 from tests.support.procs import free_port, stdio_command, stop_process  # noqa: E402
 
 if TYPE_CHECKING:
@@ -345,6 +346,7 @@ async def _measure(calls: int, mcp_proxy: str | None, baseline: Path | None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    without_forks()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", type=int, default=1500, help="timed calls per variant and era (default 1500)")
     p.add_argument("--mcp-proxy", metavar="PATH", help="the mcp-proxy executable (default: `mcp-proxy` on PATH)")

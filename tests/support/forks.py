@@ -33,6 +33,13 @@ def forking_enabled() -> bool:
     return os.environ.get("MCP_TEST_FORK", "1") != "0"
 
 
+def without_forks() -> None:
+    """For the benchmarks: backends start as users start them, as new interpreters, in this process
+    and in every process it starts (a fork's speed is not what a benchmark's baseline should be)."""
+    os.environ["MCP_TEST_FORK"] = "0"
+    os.environ.pop(SOCKET_ENV, None)
+
+
 class ForkServer:
     """The fork server process of this test process, and its one-line questions and answers."""
 
