@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from app.control import ControlError
@@ -15,6 +16,7 @@ from app.proxy.events import BackendStateEvent, Event, TrafficEvent
 from app.proxy.jsonrpc import JSON
 from app.screens.main import MainScreen
 from app.tui import RouterTUI
+from app.widgets.trace_view import TraceColumns
 from tests.support.procs import wait_for
 
 T0 = 1_750_000_000.0  # the fixed "now" of every snapshot
@@ -253,3 +255,13 @@ def test_connect_a_client(snap_compare: Any) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=(120, 36), run_before=open_connect)
+
+
+@pytest.mark.parametrize("width", [100, 120, 150, 200])
+async def test_the_row_counts_keep_their_place_on_the_column_line(width: int) -> None:
+    # At 120 columns the method column used to take the whole line and the counts were dropped.
+    async with make_app().run_test(size=(width, 36)) as pilot:
+        await settled(pilot)
+        line = pilot.app.screen.query_one("#trace-columns", TraceColumns).render_line(0).text
+        assert line.rstrip().endswith(f"{len(events())}/{len(events())} rows"), line
+        assert line.lstrip().startswith("time") and " method " in line, line

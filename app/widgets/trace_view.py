@@ -67,11 +67,19 @@ View = tuple[int, int, Style, Color, tuple[LineFilter, ...]]
 NARROW: Columns = (("time", 12), ("dir", 3), ("session", 8), ("method", 22), ("id", 6), ("status", 12), ("ms", 8))
 
 
+COUNTS_ROOM = len("10000/10000 rows") + 1
+"""Kept free on the right of the column line for its row counts (`TraceColumns`)."""
+
+
 def fit_columns(width: int) -> Columns:
-    """The columns for a panel this wide: the method column takes what the others leave."""
+    """The columns for a panel this wide: the method column takes what the others leave, less
+    room for the row counts while it can spare it (else, in a narrow panel, the counts go)."""
     base = WIDE if width >= 100 else NARROW
     fixed = sum(w + 1 for name, w in base if name != "method")
-    method = max(16, min(60, width - fixed - 1))
+    room = width - fixed - 1
+    if room - COUNTS_ROOM >= 22:
+        room -= COUNTS_ROOM
+    method = max(16, min(60, room))
     return tuple((name, method if name == "method" else w) for name, w in base)
 
 
