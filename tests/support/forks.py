@@ -128,9 +128,9 @@ class ForkedProcess:
     def stop_blocking(self, grace: float) -> int:
         """As `procs.stop_popen`: SIGTERM by pid, SIGKILL after `grace` s; the exit code."""
         if self.returncode is None:
-            kill(self.pid, signal.SIGTERM)
+            kill_pid(self.pid, signal.SIGTERM)
             if not select.select([self._pidfd], [], [], grace)[0]:
-                kill(self.pid, signal.SIGKILL)
+                kill_pid(self.pid, signal.SIGKILL)
                 select.select([self._pidfd], [], [])
         return self._collect()
 
@@ -154,11 +154,14 @@ class ForkedProcess:
         return self._collect()
 
 
-def kill(pid: int, sig: int) -> None:
+def kill_pid(pid: int, sig: int = signal.SIGTERM) -> bool:
+    """Send `sig` to one process by pid; False if it no longer exists. (Here, not in procs.py,
+    which imports this module: procs re-exports it.)"""
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
-        pass
+        return False
+    return True
 
 
 _server: ForkServer | None = None

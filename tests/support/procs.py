@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from tests.support.forks import ForkedProcess, fork_server, forking_enabled
+from tests.support.forks import ForkedProcess, fork_server, forking_enabled, kill_pid
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_PATH = REPO_ROOT / "tests" / "servers" / "fixture.py"
@@ -149,15 +149,6 @@ def initialize_request(client_name: str, request_id: int = 1) -> dict[str, Any]:
             "clientInfo": {"name": client_name, "version": "1"},
         },
     }
-
-
-def kill_pid(pid: int, sig: int = signal.SIGTERM) -> bool:
-    """Send `sig` to one process by pid; False if it no longer exists."""
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 class Stoppable(Protocol):
