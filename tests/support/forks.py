@@ -104,8 +104,12 @@ class ForkedProcess:
         self.pid = pid
         self._server = server
         self._code: int | None = None
-        self._pidfd = os.pidfd_open(pid)
         self._waiting = 0
+        try:
+            self._pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:  # ended (bad arguments, a port in use) and reaped already
+            self._pidfd = -1
+            self._code = server.exit_code(pid)
 
     def _collect(self) -> int:
         if self._code is None:
