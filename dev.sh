@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine (Python >= 3.11, pip, npm):
 #   ./dev.sh run  [ROUTER ARGS]   install what the router needs and run it (default: the terminal UI with the demo backend)
-#   ./dev.sh test [PYTEST ARGS]   install everything the tests need and run the suite
+#   ./dev.sh test [PYTEST ARGS]   install everything the tests need and run the suite (also .venv-sdk1:
+#                                 the MCP Python SDK 1.x, a client tests/test_other_clients.py runs)
 #   ./dev.sh bench [run|floor] [ARGS]   the benchmarks (bench/README.md); floor also installs nginx as the native reference
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,9 +24,23 @@ ensure_venv() {
     fi
 }
 
+# The MCP Python SDK 1.x, the client most agents run, in a venv of its own (the suite's has 2.x):
+# tests/clients/sdk1_client.py runs on it. Only the SDK, so it costs seconds, once.
+SDK1_VENV=.venv-sdk1
+SDK1_SPEC='mcp==1.30.0'
+
+ensure_sdk1() {
+    local stamp="$SDK1_VENV/.installed-$(echo "$SDK1_SPEC" | sha1sum | cut -c1-12)"
+    [ -x "$SDK1_VENV/bin/python" ] || "$PY" -m venv "$SDK1_VENV"
+    if [ ! -e "$stamp" ]; then
+        "$SDK1_VENV/bin/python" -m pip install -q "$SDK1_SPEC"
+        touch "$stamp"
+    fi
+}
+
 ensure_conformance() {
     ensure_npm tests/conformance
-    ensure_npm tests/inspector   # the MCP Inspector's CLI (tests/test_inspector.py)
+    ensure_npm tests/inspector   # the MCP Inspector's CLI and mcp-remote (test_inspector.py, test_other_clients.py)
 }
 
 ensure_npm() {
@@ -56,6 +71,7 @@ case "$cmd" in
         ;;
     test)
         ensure_venv test
+        ensure_sdk1
         ensure_conformance
         # Two workers, a file each: most tests wait on real processes and sockets, not the CPU, and
         # a file's module-level fixtures (the conformance baseline) are set up once. -n 0 runs serially.
