@@ -178,7 +178,7 @@ def test_live_sessions_survive_the_fuzzing(live: Live) -> None:
     assert sent.status_code == 202
     # The SSE session's answer comes on its stream, after whatever the fuzzing made it say.
     answer = next(line for line in live.sse_lines if line.startswith("data: ") and '"after"' in line)
-    assert json.loads(answer[len("data: ") :])["result"]["content"][0]["text"] == "ok"
+    assert json.loads(answer[len("data: ") :]).get("result", {}).get("content", [{}])[0].get("text") == "ok", answer
     assert not [line for line in live.router.lines + live.router.stderr_lines if "Traceback" in line], (
         live.router.tail()
     )
