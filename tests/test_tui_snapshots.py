@@ -265,3 +265,24 @@ async def test_the_row_counts_keep_their_place_on_the_column_line(width: int) ->
         line = pilot.app.screen.query_one("#trace-columns", TraceColumns).render_line(0).text
         assert line.rstrip().endswith(f"{len(events())}/{len(events())} rows"), line
         assert line.lstrip().startswith("time") and " method " in line, line
+
+
+@pytest.mark.parametrize("width", [100, 160])
+async def test_the_row_counts_stay_when_rows_were_dropped(width: int) -> None:
+    kept = len(events()) - 3
+    app = RouterTUI(FakeControl(), trace_buffer=kept, clock=lambda: T0, time_text=fixed_time)
+    async with app.run_test(size=(width, 36)) as pilot:
+        await wait_for(lambda: app.main.model.dropped == 3 and app.main.trace_title_current)
+        await pilot.pause()
+        columns = app.screen.query_one("#trace-columns", TraceColumns)
+        line = columns.render_line(0).text
+        assert f" {kept}/{kept} rows" in line, line  # with " · 3 dropped" where there is room
+        panel = app.screen.query_one("#trace-panel")
+        await wait_for(lambda: "3 dropped" in str(panel.border_subtitle))  # updated once a second
+        # Seen in a real terminal after a load run: "10000/10000 rows · 19324 dropped" did not fit
+        # the room kept for the counts, so they went altogether. The dropped number is in the
+        # panel's border too: the rows stay.
+        columns.show(app.main.trace.header_text(), "10000/10000 rows · 19324 dropped")
+        line = columns.render_line(0).text
+        assert line.rstrip().endswith(" 10000/10000 rows"), line
+        assert line.lstrip().startswith("time") and " method " in line, line

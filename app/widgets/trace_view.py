@@ -609,13 +609,17 @@ class TraceColumns(Widget):
         base = self.rich_style  # the Line API draws no CSS colour by itself
         if y:
             return Strip.blank(width, base)
-        gap = width - len(self.titles) - len(self.counts) - 1
+        counts = self.counts
+        gap = width - len(self.titles) - len(counts) - 1
+        if gap < 1:  # the rows alone: the dropped number is in the panel's border too
+            counts = counts.partition(" · ")[0]
+            gap = width - len(self.titles) - len(counts) - 1
         if gap < 1:  # no room for the counts: the titles alone (the counts are never cut in half)
             return Strip([Segment(self.titles, base)]).crop(0, width)
         segments = [
             Segment(self.titles, base),
             Segment(" " * gap, base),
-            Segment(self.counts, base + self._NOT_BOLD),
+            Segment(counts, base + self._NOT_BOLD),
             Segment(" ", base),
         ]
         return Strip(segments, width)
