@@ -53,6 +53,7 @@ def make_router(settings: Settings) -> Router:
         session_idle_timeout=settings.session_idle_timeout,
         max_sessions=settings.max_sessions,
         probe_timeout=settings.probe_timeout,
+        park_after=settings.park_after,
     )
     for cfg in settings.backends:
         router.add_backend(cfg)

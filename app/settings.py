@@ -46,6 +46,7 @@ class Settings:
     """Things to say at start that did not stop it (skipped config entries)."""
     max_sessions: int = 32
     probe_timeout: float = 5.0
+    park_after: float = 30.0
     open_trace: str | None = None  # --open FILE: show a trace file, read-only, no router
 
 
@@ -146,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1800.0,
         metavar="SECONDS",
         help="close a client session idle this long with no open stream (default 1800)",
+    )
+    p.add_argument(
+        "--park-after",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a restart leaves a client session idle this long with no open stream to be rebuilt at its"
+        " next request, instead of moving it at once (default 30; negative: always move it)",
     )
     p.add_argument(
         "--trace-buffer",
@@ -289,6 +298,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         warnings=warnings,
         max_sessions=ns.max_sessions,
         probe_timeout=ns.probe_timeout,
+        park_after=ns.park_after,
         open_trace=ns.open_trace,
     )
 

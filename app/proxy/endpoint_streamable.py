@@ -694,6 +694,7 @@ async def stream_outbox(session: Session, cursor: int, receive: Receive, send: S
     """Write the session's own stream until the client goes or the session ends."""
     outbox = session.outbox
     outbox.readers += 1
+    session.wake()  # parked at a swap while nobody listened: the backend's notifications flow again
     watcher = asyncio.ensure_future(wait_disconnect(receive))
     try:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})

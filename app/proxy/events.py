@@ -162,7 +162,7 @@ _TRAFFIC_FIELDS = (
 
 @dataclass(slots=True)
 class SessionEvent(Event):
-    action: Literal["opened", "initialized", "rebuilt", "closed", "ended"]
+    action: Literal["opened", "initialized", "rebuilt", "parked", "closed", "ended"]
     session: str
     backend: str
     transport: str

@@ -39,6 +39,7 @@ class UnknownBackend(LookupError):
 
 
 NOTICES_KEPT = 50
+DEFAULT_PARK_AFTER = 30.0
 
 
 class Router:
@@ -54,6 +55,7 @@ class Router:
         session_idle_timeout: float = 1800.0,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         probe_timeout: float = 5.0,
+        park_after: float = DEFAULT_PARK_AFTER,
     ) -> None:
         self.bus = EventBus()
         self.backends: dict[str, Backend] = {}
@@ -78,6 +80,9 @@ class Router:
         self.max_sessions = max_sessions
         # How long a probe waits for an answer; also how long a silent backend goes unremarked.
         self.probe_timeout = probe_timeout
+        # Seconds a handshake-era session with no stream open must have been idle for a swap to
+        # leave its backend side to its next request (`Session.parkable`); negative: never.
+        self.park_after = park_after
         self._reaper: asyncio.Task[None] | None = None
         # Orders the commands applied to backends (add, remove, enable, disable, restart), so a
         # script firing them concurrently can tell from the answers which one took effect last.

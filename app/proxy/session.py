@@ -198,6 +198,24 @@ class Session:
             return False
         return not any(ps.attached for ps in self.post_streams.values())
 
+    def parkable(self) -> bool:
+        """Nobody is using it: a swap leaves its backend side to be rebuilt when its client is back.
+
+        A handshake-era session with nothing in flight, no stream open and no resource subscribed,
+        idle for --park-after: most often a client that went without DELETE (a health check such
+        as `claude mcp list`, a bridge's probe). Moving it at every restart would start, on a stdio
+        backend, a process of the user's server for each; its next request or stream rebuilds it.
+        """
+        after = self.router.park_after
+        return (
+            after >= 0
+            and self.era == "handshake"
+            and not self.shared
+            and not self.subscriptions
+            and self.idle
+            and time.time() - self.last_activity >= after
+        )
+
     def snapshot(self) -> JSON:
         return {
             "id": self.id,
@@ -975,7 +993,21 @@ class Session:
         established = self.init_result is not None or any(p.listen for p in self.pending.values())
         if self.closed or not established or (self._rebuild_task and not self._rebuild_task.done()):
             return
+        if self.parkable():
+            self._note_parked()
+            return
         self._rebuild_task = self._spawn(self._rebuild())
+
+    def wake(self) -> None:
+        """Its client opened a stream: a parked session gets its backend side back now."""
+        if self.channel is None:
+            self._schedule_rebuild()
+
+    def _note_parked(self) -> None:
+        idle = time.time() - self.last_activity
+        why = f"idle {idle:.0f} s with no stream open: its backend side is rebuilt when its client is back"
+        self.backend.log(f"session {self.id[:8]} parked, {why}")
+        self._publish_session("parked", why)
 
     async def _rebuild(self) -> None:
         try:
@@ -1054,6 +1086,8 @@ class Session:
             old = self.channel
             if old is None or self.closed:
                 return False
+            if self.parkable() and await self._park(old):
+                return True
             listing: asyncio.Task[dict[str, list[JSON]] | None] | None = None
             if self._own_process and self.era == "handshake" and self.init_result is not None:
                 # What the old process serves is the baseline the new one is compared with, and it
@@ -1085,6 +1119,30 @@ class Session:
             await self._install(new, served)
             self._spawn(self._retire(old, drained))
             return True
+
+    async def _park(self, old: Channel) -> bool:
+        """Let go of the backend side of a session nobody is using (`parkable`) instead of moving it.
+
+        False, nothing changed, if its client came back meanwhile: the session is moved instead.
+        """
+        listed: dict[str, list[JSON]] | None = None
+        if self._own_process and self.init_result is not None:
+            # The baseline its next process is compared with when it is rebuilt, while the old one
+            # is still there to ask (not waited for past the probe timeout: a stuck process).
+            try:
+                listed = await asyncio.wait_for(self._list_served(old, self._declared()), self.router.probe_timeout)
+            except TimeoutError:
+                listed = None
+            if not self.parkable():
+                return False  # a request went to the old process meanwhile: it is drained, not cut
+            if listed is not None:
+                self.catalog = listed
+            self._catalog_exact = listed is not None
+        self.channel = None
+        self._channels.discard(old)
+        self._note_parked()
+        await old.close()
+        return True
 
     async def _retire(self, old: Channel, drained: asyncio.Event) -> None:
         try:
