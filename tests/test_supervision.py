@@ -15,7 +15,7 @@ from mcp.shared.exceptions import MCPError
 
 from tests.hotswap_support import backend_state, collect_notifications, wait_state, write_stdio_server
 from tests.support.clients import connect
-from tests.support.procs import initialize_request, kill_pid, pid_alive, run_router, wait_for
+from tests.support.procs import FIXTURE_PATH, initialize_request, kill_pid, pid_alive, run_router, wait_for
 
 
 def text(result: Any) -> str:
@@ -209,3 +209,50 @@ async def test_restart_tells_a_session_what_its_own_process_changed(tmp_path: Pa
             assert (await http.post(f"{r.url}/backends/vv/restart")).status_code == 200
             await wait_for(lambda: "notifications/tools/list_changed" in seen, 5, message="tools/list_changed")
             assert "extra_tool" in {t.name for t in (await client.list_tools()).tools}
+
+
+COUNTED_SERVER = """\
+# Counts its starts (0, 1, 2, ...); the start named in a file "hold-N" waits for a file "go" first:
+# a new process a test keeps from answering its initialize for as long as it likes.
+import os, runpy, sys, time
+here = os.path.dirname(os.path.abspath(__file__))
+starts = os.path.join(here, "starts")
+os.makedirs(starts, exist_ok=True)
+n = len(os.listdir(starts))
+open(os.path.join(starts, str(n)), "w").close()
+if os.path.exists(os.path.join(here, f"hold-{{n}}")):
+    while not os.path.exists(os.path.join(here, "go")):
+        time.sleep(0.02)
+sys.argv = [{fixture!r}, "--transport", "stdio", "--variant", "v1", "--name", "stdio"]
+runpy.run_path({fixture!r}, run_name="__main__")
+"""
+
+
+async def test_the_old_process_ending_during_a_move_does_not_fail_the_new_ones_handshake(tmp_path: Path) -> None:
+    # Starts: 0 the backend's own process, 1 the session's; the restart starts 2 (the backend's)
+    # and 3 (the session's new one), held before it answers its initialize.
+    script = tmp_path / "server.py"
+    script.write_text(COUNTED_SERVER.format(fixture=str(FIXTURE_PATH)))
+    (tmp_path / "hold-3").touch()
+    async with run_router("-b", f"be={shlex.join([sys.executable, str(script)])}") as r:
+        await wait_state(r.url, "be", "up")
+        async with connect(r.mcp_url("be"), "streamable-handshake") as client, httpx.AsyncClient(timeout=60) as http:
+            old_pid = int(text(await client.call_tool("whoami", {})).split()[0].removeprefix("pid="))
+            restart = asyncio.ensure_future(http.post(f"{r.url}/backends/be/restart"))
+            await wait_for(lambda: (tmp_path / "starts" / "3").exists(), 30, message="the session's new process")
+            # The old process ends while the new one's handshake is being replayed.
+            kill_pid(old_pid, 9)
+
+            async def old_one_lost() -> bool:
+                sessions = (await http.get(f"{r.url}/sessions")).json()
+                return not any(s["connected"] for s in sessions)
+
+            await wait_for(old_one_lost, 10, message="the router to see the old process gone")
+            (tmp_path / "go").touch()
+            assert (await restart).status_code == 200
+            after = text(await client.call_tool("whoami", {}))
+            log = (await http.get(f"{r.url}/backends/be/log")).json()["lines"]
+        assert not [line for line in log if "could not move" in line], log
+        # Served by the process the move started, not by one started again after a failed move.
+        assert sorted(p.name for p in (tmp_path / "starts").iterdir()) == ["0", "1", "2", "3"]
+        assert not after.startswith(f"pid={old_pid} ")

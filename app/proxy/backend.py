@@ -103,7 +103,7 @@ class _RouterListener:
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def on_channel_lost(self, channel: Channel, reason: str) -> None:
-        self.calls.fail_all(reason)
+        self.calls.fail_on(channel, reason)
         if self.on_lost is not None:
             self.on_lost(channel, reason)
 

@@ -38,13 +38,14 @@ class RouterCallTimeout(RouterCallError):
 
 class RouterCalls:
     def __init__(self) -> None:
-        self._waiting: dict[RequestId, asyncio.Future[Message]] = {}
+        # By id: the channel it was sent on (only that channel's loss fails it) and its answer.
+        self._waiting: dict[RequestId, tuple[Channel, asyncio.Future[Message]]] = {}
 
     async def call(self, channel: Channel, method: str, params: JSON | None = None, timeout: float = 10.0) -> JSON:
         """Send a request and return its result; errors and silence raise RouterCallError."""
         rid = new_router_id()
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._waiting[rid] = fut
+        self._waiting[rid] = (channel, fut)
         try:
             # The send is inside the timeout: over HTTP it waits for the answer's head, and a
             # backend that accepts the connection and never answers would hold it forever.
@@ -68,7 +69,7 @@ class RouterCalls:
         rid = msg.id
         assert rid is not None
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._waiting[rid] = fut
+        self._waiting[rid] = (channel, fut)
         try:
             # As in `call`: the send is inside the timeout (over HTTP it waits for the answer's head).
             async with asyncio.timeout(timeout):
@@ -83,16 +84,20 @@ class RouterCalls:
         """Claim a reply to one of our own requests."""
         if not msg.is_response:
             return False
-        fut = self._waiting.get(msg.id) if msg.id is not None else None
-        if fut is None:
+        waiting = self._waiting.get(msg.id) if msg.id is not None else None
+        if waiting is None:
             return False
+        fut = waiting[1]
         if not fut.done():
             fut.set_result(msg)
         return True
 
-    def fail_all(self, reason: str) -> None:
-        for rid, fut in list(self._waiting.items()):
-            if not fut.done():
+    def fail_on(self, channel: Channel, reason: str) -> None:
+        """`channel` is lost: what was sent on it gets no answer. Calls on the session's other
+        channels go on (at a blue/green move the old process may end while the new one's handshake
+        is being replayed)."""
+        for rid, (ch, fut) in list(self._waiting.items()):
+            if ch is channel and not fut.done():
                 fut.set_result(jsonrpc.error(rid, jsonrpc.BACKEND_LOST, reason))
 
 

@@ -912,7 +912,7 @@ class Session:
 
     def on_channel_lost(self, channel: Channel, reason: str) -> None:
         self._channels.discard(channel)
-        self.calls.fail_all(reason)
+        self.calls.fail_on(channel, reason)
         draining = self._draining.pop(channel, None)
         if draining is not None:
             draining.set()
