@@ -366,7 +366,7 @@ async def dispatch(args: argparse.Namespace, out: Out, control: RemoteControl, w
             out.line("no client sessions")
             return OK
         t = Table(box=None, pad_edge=False, header_style="bold")
-        for col in ("ID", "BACKEND", "CLIENT", "TRANSPORT", "ERA", "PROTOCOL", "PENDING", "IDLE"):
+        for col in ("ID", "BACKEND", "CLIENT", "TRANSPORT", "ERA", "PROTOCOL", "STATE", "PENDING", "IDLE"):
             t.add_column(col, no_wrap=True)
         for s in sessions:
             client = s.get("client") or {}
@@ -378,6 +378,7 @@ async def dispatch(args: argparse.Namespace, out: Out, control: RemoteControl, w
                 s.get("transport") or "-",
                 s.get("era") or "-",
                 s.get("protocol_version") or "-",
+                str(s.get("state") or "-"),  # connected, held, idle; "seen" for a 2026-07-28 client
                 str(s.get("pending", 0)),
                 _ago(s.get("last_activity")),
             )

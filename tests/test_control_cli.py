@@ -141,9 +141,10 @@ async def test_every_command_against_a_running_router(tmp_path: Any) -> None:
         async with connect(r.mcp_url("files"), "streamable-handshake") as client:
             await client.call_tool("echo", {"text": "hi"})
             sessions = await ok_json("sessions")
-            assert [s["backend"] for s in sessions] == ["files"]
+            assert [(s["backend"], s["state"]) for s in sessions] == [("files", "connected")]
             table = await mcp_router("sessions")
-            assert sessions[0]["id"][:12] in table.stdout and "files" in table.stdout
+            row = next(line for line in table.stdout.splitlines() if sessions[0]["id"][:12] in line)
+            assert "files" in row and " connected " in row, table.stdout
 
         # health, logs
         health = await ok_json("health", "alpha", "--limit", "3")

@@ -100,8 +100,8 @@ async def test_an_unused_session_is_parked_at_a_restart_and_rebuilt_when_its_cli
             await restart(r)
 
             now = await sessions(r)
-            assert now[listener]["connected"] is True  # moved at once: its client listens
-            assert now[sid]["connected"] is False and now[sid]["rebuilds"] == 0
+            assert now[listener]["state"] == "connected"  # moved at once: its client listens
+            assert now[sid]["state"] == "idle" and now[sid]["rebuilds"] == 0  # as the TUI shows it
             await wait_for(lambda: not pid_alive(old_pid), 10, message="the parked session's process to end")
             # No process was started for the parked session: the router's own and the listener's.
             assert len((await backend_state(r.url, "be"))["pids"]) == 2
@@ -116,7 +116,7 @@ async def test_an_unused_session_is_parked_at_a_restart_and_rebuilt_when_its_cli
             assert pid_in(back[-1]) != old_pid
             assert [m["method"] for m in back[:-1]] == ["notifications/tools/list_changed"], back
             again = (await sessions(r))[sid]
-            assert again["connected"] is True and again["rebuilds"] == 1
+            assert again["state"] == "connected" and again["rebuilds"] == 1
             assert len((await backend_state(r.url, "be"))["pids"]) == 3
 
             # Parked again at the next restart; a stream opened is enough to bring it back.

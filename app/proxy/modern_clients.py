@@ -40,6 +40,7 @@ class ModernClient:
             "client": {"name": self.name, "version": self.version} if self.name is not None else None,
             "protocol_version": self.protocol_version,
             "connected": False,
+            "state": "seen",  # no session of its own: a client the router has seen
             "pending": pending,  # its requests in flight in the shared session
             "rebuilds": 0,
             "created": self.first_seen,

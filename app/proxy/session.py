@@ -198,6 +198,17 @@ class Session:
             return False
         return not any(ps.attached for ps in self.post_streams.values())
 
+    @property
+    def state(self) -> Literal["connected", "held", "idle"]:
+        """In one word, as the TUI and `mcp-router sessions` show it: its backend side is there
+        (connected); or it is not and the client waits, or would, for the backend (held); or
+        nothing waits for it, as a parked session (idle: rebuilt at its next request)."""
+        if self.channel is not None and self.channel.alive:
+            return "connected"
+        if self.pending or not self.backend.accepting:
+            return "held"
+        return "idle"
+
     def parkable(self) -> bool:
         """Nobody is using it: a swap leaves its backend side to be rebuilt when its client is back.
 
@@ -225,6 +236,7 @@ class Session:
             "client": self.client_info,
             "protocol_version": self.protocol_version,
             "connected": self.channel is not None and self.channel.alive,
+            "state": self.state,
             "pending": len(self.pending),
             "open_streams": self.outbox.readers + sum(1 for ps in self.post_streams.values() if ps.attached),
             "rebuilds": self.rebuilds,

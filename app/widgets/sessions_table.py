@@ -11,6 +11,7 @@ from app.widgets.formatting import client_text, duration
 from app.widgets.tables import Cell, SnapshotTable
 
 HOLDING = frozenset({"starting", "down", "failed", "disabled"})
+STATE_STYLES = {"connected": "green", "held": "bold yellow", "idle": "dim"}
 
 
 class SessionsTable(SnapshotTable):
@@ -37,16 +38,14 @@ class SessionsTable(SnapshotTable):
         for s in sessions:
             sid = str(s["id"])
             backend = str(s.get("backend", ""))
-            # "connected" is the session's backend side; without it the router holds the client.
             modern = s.get("era") == "modern"  # a 2026-07-28 client: no session of its own, last seen
             if modern:
                 state = Text(f"seen {duration(t - float(s.get('last_activity') or t))} ago", style="dim")
-            elif s.get("connected"):
-                state = Text("connected", style="green")
-            elif backend_states.get(backend) in HOLDING or s.get("pending"):
-                state = Text("held", style="bold yellow")
             else:
-                state = Text("idle", style="dim")
+                word = str(s.get("state") or "idle")  # the core's word (`Session.state`)
+                if word != "connected" and backend_states.get(backend) in HOLDING:
+                    word = "held"  # the backend went down since the sessions were read
+                state = Text(word, style=STATE_STYLES.get(word, "dim"))
             transport = {"streamable-http": "http", "sse": "sse"}.get(str(s.get("transport")), str(s.get("transport")))
             rows.append(
                 (
