@@ -165,9 +165,12 @@ def test_any_body_gets_a_clear_answer(live: Live, route: str, body: bytes) -> No
 
 def test_live_sessions_survive_the_fuzzing(live: Live) -> None:
     """Runs after the fuzzing (file order): both sessions it was aimed at still answer."""
+    # An id the fuzzing cannot have used (its ids and texts are at most 12 characters): the SSE
+    # session's answer is found by it among whatever the fuzzing made that session say.
+    call_id = "after-the-fuzzing"
     call = {
         "jsonrpc": "2.0",
-        "id": "after",
+        "id": call_id,
         "method": "tools/call",
         "params": {"name": "echo", "arguments": {"text": "ok"}},
     }
@@ -177,8 +180,14 @@ def test_live_sessions_survive_the_fuzzing(live: Live) -> None:
     sent = live.http.post(live.messages_url, json=call, headers=ACCEPT)
     assert sent.status_code == 202
     # The SSE session's answer comes on its stream, after whatever the fuzzing made it say.
-    answer = next(line for line in live.sse_lines if line.startswith("data: ") and '"after"' in line)
-    assert json.loads(answer[len("data: ") :]).get("result", {}).get("content", [{}])[0].get("text") == "ok", answer
+    answer = next(
+        msg
+        for line in live.sse_lines
+        if line.startswith("data: ") and call_id in line
+        for msg in [json.loads(line[len("data: ") :])]
+        if isinstance(msg, dict) and msg.get("id") == call_id
+    )
+    assert answer.get("result", {}).get("content", [{}])[0].get("text") == "ok", answer
     assert not [line for line in live.router.lines + live.router.stderr_lines if "Traceback" in line], (
         live.router.tail()
     )
