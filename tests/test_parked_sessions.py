@@ -20,7 +20,7 @@ import pytest
 
 from tests.hotswap_support import backend_state, stdio_backend_command, wait_state, write_stdio_server
 from tests.support.clients import connect
-from tests.support.procs import Router, initialize_request, pid_alive, run_router, wait_for
+from tests.support.procs import Router, initialize_request, kill_pid, pid_alive, run_router, wait_for
 
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 WHOAMI = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
@@ -152,3 +152,26 @@ async def test_a_session_used_lately_or_with_parking_off_is_moved_at_once(
         assert now["connected"] is True and now["rebuilds"] == 1, now
         assert pid_in((await probe.whoami())[-1]) != old_pid
         assert not any("parked" in line for line in r.lines), r.lines[-20:]
+
+
+async def test_an_unused_session_whose_process_dies_is_rebuilt_only_when_its_client_is_back(tmp_path: Path) -> None:
+    script = write_stdio_server(tmp_path, "v1")
+    async with (
+        run_router("-b", f"be={stdio_backend_command(script)}", "--park-after", "0") as r,
+        httpx.AsyncClient(timeout=60) as http,
+    ):
+        await wait_state(r.url, "be", "up")
+        probe = ProbeLikeClient(http, r.mcp_url("be"))
+        sid = await probe.start()
+        old_pid = pid_in((await probe.whoami())[-1])
+        kill_pid(old_pid, 9)  # the user's server crashed in this session's process
+
+        async def parked() -> bool:
+            return any(f"session {sid[:8]} parked" in line for line in r.lines)
+
+        await wait_for(parked, 10, message="the session to be parked after its process died")
+        assert (await sessions(r))[sid]["state"] == "idle"
+        assert len((await backend_state(r.url, "be"))["pids"]) == 1  # the router's own: none started for it
+        back = await probe.whoami()
+        assert pid_in(back[-1]) not in (old_pid,), back
+        assert (await sessions(r))[sid]["state"] == "connected"
