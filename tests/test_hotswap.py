@@ -8,6 +8,7 @@ stay connected through the router the whole time.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from mcp.shared.exceptions import MCPError
 
 from tests.hotswap_support import backend_state, collect_notifications, swappable, wait_state
 from tests.support.clients import connect
-from tests.support.procs import Router, pid_alive, run_router, wait_for
+from tests.support.procs import Router, initialize_request, pid_alive, run_router, wait_for
+from tests.support.raw import run_raw_http
 
 CLIENTS = ["streamable-handshake", "streamable-modern", "sse"]
 BACKENDS = ["streamable", "sse", "stdio"]
@@ -233,3 +235,43 @@ async def test_modern_client_closing_its_stream_cancels_the_backend_call(tmp_pat
             # The session and backend carry on serving.
             async with connect(r.mcp_url("be"), "streamable-modern") as client:
                 assert text(await client.call_tool("echo", {"text": "free"})) == "free"
+
+
+async def test_a_request_being_sent_when_its_backend_restarts_reaches_it_once(tmp_path: Path) -> None:
+    """A restart moves the session to a new backend session and retires the old one once nothing
+    is left on it. A request whose send had not returned yet (over HTTP: until its answer's head)
+    was not counted: the old session was ended under it, and its answer never came (the Inspector's
+    load run saw one call time out), or, with this backend, it was sent a second time."""
+    record = tmp_path / "raw.jsonl"
+    with run_raw_http(record) as url:
+        async with run_router("-b", f"raw={url}") as r, httpx.AsyncClient(timeout=30) as http:
+            await wait_state(r.url, "raw", "up")
+            headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+            init = await http.post(r.mcp_url("raw"), json=initialize_request("slow"), headers=headers)
+            headers |= {"mcp-session-id": init.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+            await http.post(
+                r.mcp_url("raw"), json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers
+            )
+            answer = '{"jsonrpc":"2.0","id":$ID,"result":{"answered":true}}'
+            call = {
+                "jsonrpc": "2.0",
+                "id": "slow-1",
+                "method": "raw/answer",
+                "params": {"answer": answer, "delay": 1.5},
+            }
+            pending = asyncio.ensure_future(http.post(r.mcp_url("raw"), json=call, headers=headers))
+
+            def received() -> int:
+                lines = record.read_text(encoding="utf-8").splitlines() if record.exists() else []
+                return sum('"slow-1"' in json.loads(line)["body"] for line in lines)
+
+            await wait_for(lambda: received() == 1, 10, message="the slow request at the backend")
+            restarted = await http.post(f"{r.url}/backends/raw/restart")
+            assert restarted.status_code == 200, restarted.text
+            resp = await pending
+            assert resp.status_code == 200 and resp.json() == {
+                "jsonrpc": "2.0",
+                "id": "slow-1",
+                "result": {"answered": True},
+            }
+            assert received() == 1  # sent once: not again after its session was ended under it

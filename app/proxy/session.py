@@ -110,6 +110,12 @@ class Pending:
     sent_on: Channel | None = None  # the channel of the latest attempt (answers from older ones are stale)
 
 
+def _awaits(p: Pending, ch: Channel) -> bool:
+    """Whether `p`'s answer is to come from `ch`: sent there, or being sent (its send has not
+    returned: `channel` is set only then, and over HTTP a send lasts until the answer's head)."""
+    return p.channel is ch or (p.channel is None and p.sent_on is ch and not p.listen)
+
+
 class Session:
     def __init__(
         self,
@@ -898,6 +904,15 @@ class Session:
             return False
         if self.pending.get(p.backend_id) is p:
             p.channel = ch
+            if not ch.alive and not p.listen:
+                # Closed while it was being sent (retired past its drain, or lost): its answer
+                # stream went with it, and `on_channel_lost` ran before it was on it.
+                if not self._hold_for_resend(p):
+                    self._fail(
+                        p,
+                        jsonrpc.BACKEND_LOST,
+                        f"backend '{self.backend.name}' connection closed while sending {p.method}",
+                    )
         return True
 
     def _initialized(self, channel: Channel, msg: Message) -> Message:
@@ -996,8 +1011,8 @@ class Session:
         self.last_activity = time.time()
         if p.token is not None:
             self._by_token.pop(p.token, None)
-        ch = p.channel
-        if ch is not None and ch in self._draining and not any(q.channel is ch for q in self.pending.values()):
+        ch = p.channel or p.sent_on  # (an answer may come within the send itself: a JSON reply)
+        if ch is not None and ch in self._draining and not any(_awaits(q, ch) for q in self.pending.values()):
             self._draining[ch].set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -1126,7 +1141,9 @@ class Session:
             for p in self.pending.values():
                 if p.listen and p.channel is old:
                     p.channel = None  # re-opened on the new channel by _install
-            if not any(p.channel is old for p in self.pending.values()):
+            # A request still being sent on the old channel counts too: retired under it, its answer
+            # would never come (the old backend session ends, and its stream with it).
+            if not any(_awaits(p, old) for p in self.pending.values()):
                 drained.set()
             await self._install(new, served)
             self._spawn(self._retire(old, drained))
@@ -1162,6 +1179,10 @@ class Session:
         except TimeoutError:
             pass
         self._draining.pop(old, None)
+        if any(p.channel is old for p in self.pending.values()):
+            # Still unanswered after the drain: closing the channel ends their streams without a
+            # word, so they are re-sent or failed now rather than left waiting for ever.
+            self.on_channel_lost(old, "the backend's previous session was retired with it unanswered")
         self._channels.discard(old)
         await old.close()
 

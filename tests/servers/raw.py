@@ -8,13 +8,15 @@ the router's probes see a working server); notifications are accepted. A request
 replacing `$ID` with the request's id as JSON; over HTTP, `params.delay` seconds later. An answer that is a list of strings is sent as
 several messages (stdio: several lines; HTTP: the first is the body). Every message received is
 appended to FILE as one JSON line `{"body": <the bytes, latin-1>}`, so a test sees exactly what
-arrived. Streamable HTTP answers in JSON (`application/json`), never SSE.
+arrived. Streamable HTTP answers in JSON (`application/json`), never SSE. Each `initialize` gets a
+session id of its own; a delayed answer whose session a DELETE ended meanwhile is a 404 instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import sys
 from typing import Any
@@ -25,6 +27,8 @@ HANDSHAKE = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 class Backend:
     def __init__(self, record: str) -> None:
         self.record = open(record, "a", buffering=1, encoding="utf-8")  # kept open for the process lifetime
+        self.sessions = itertools.count(1)
+        self.ended: set[bytes] = set()  # session ids a DELETE ended
 
     def received(self, body: bytes) -> None:
         self.record.write(json.dumps({"body": body.decode("latin-1")}) + "\n")
@@ -90,6 +94,7 @@ def asgi_app(backend: Backend) -> Any:
             return
         method = scope["method"]
         if method == "DELETE":
+            backend.ended.add(dict(scope["headers"]).get(b"mcp-session-id", b""))
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
@@ -108,7 +113,13 @@ def asgi_app(backend: Backend) -> Any:
         delay = backend.delay(body)
         if delay:
             await asyncio.sleep(delay)  # a slow tool, as the test asked
-        headers = [(b"mcp-session-id", b"raw-session")] if b'"initialize"' in body else []
+            if dict(scope["headers"]).get(b"mcp-session-id") in backend.ended:
+                # Its session was ended meanwhile (DELETE): as a real server, it answers nothing more.
+                await send({"type": "http.response.start", "status": 404, "headers": []})
+                await send({"type": "http.response.body", "body": b"session ended"})
+                return
+        session = b"raw-session-%d" % next(backend.sessions) if b'"initialize"' in body else b""
+        headers = [(b"mcp-session-id", session)] if session else []
         if not replies:
             await send({"type": "http.response.start", "status": 202, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
