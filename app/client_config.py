@@ -7,6 +7,8 @@ TUI's "connect a client" key). No Textual here.
 - cursor: `~/.cursor/mcp.json` (`mcpServers` with a `url`).
 - vscode: `.vscode/mcp.json` (`servers` with `"type": "http"`).
 - mcp-remote: the `npx -y mcp-remote URL` bridge, for any client that launches stdio servers only.
+- inspector: the MCP Inspector's CLI on the backend's `/NAME/mcp` route (it picks its transport
+  from the URL's ending, which `/mcp/NAME` does not show).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 import shlex
 
-CLIENTS = ("claude-desktop", "claude-code", "cursor", "vscode", "mcp-remote")
+CLIENTS = ("claude-desktop", "claude-code", "cursor", "vscode", "mcp-remote", "inspector")
 DEFAULT_ENTRY = "mcp-dev-router"
 
 
@@ -61,6 +63,13 @@ def snippets(router_url: str, name: str | None = None, token: str | None = None)
     if auth:
         remote += ["--header", f"Authorization:{auth}"]
     out["mcp-remote"] = shlex.join(remote)
+
+    base = router_url.rstrip("/")
+    inspector = ["npx", "@modelcontextprotocol/inspector", "--cli", f"{base}/{name}/mcp" if name else f"{base}/mcp"]
+    inspector += ["--method", "tools/list"]
+    if auth:
+        inspector += ["--header", f"Authorization: {auth}"]
+    out["inspector"] = shlex.join(inspector)
     return out
 
 
@@ -71,4 +80,6 @@ WHERE = {
     "cursor": "Add to ~/.cursor/mcp.json (or .cursor/mcp.json in the project):",
     "vscode": "Add to .vscode/mcp.json in the workspace:",
     "mcp-remote": "For a client that launches stdio servers only: give it this command (Node.js 18+).",
+    "inspector": "Poke at it with the MCP Inspector's CLI (Node.js 22+): --method tools/call --tool-name NAME"
+    " --tool-arg key=value calls a tool; --tui and the URL alone open its terminal UI.",
 }

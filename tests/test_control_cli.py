@@ -280,6 +280,16 @@ async def test_client_config_for_each_client_parses_as_that_client_reads_it() ->
         assert code == {"transport": "http", "name": "files", "url": url, "headers": []}
         cursor = json.loads((await mcp_router("client-config", "cursor", "files")).stdout)
         assert cursor == {"mcpServers": {"files": {"url": url}}}
+        inspector = shlex.split((await mcp_router("client-config", "inspector", "files")).stdout)
+        # The route whose ending tells the Inspector the transport (it cannot read /mcp/files).
+        assert inspector == [
+            "npx",
+            "@modelcontextprotocol/inspector",
+            "--cli",
+            f"{r.url}/files/mcp",
+            "--method",
+            "tools/list",
+        ]
         vscode = json.loads((await mcp_router("client-config", "vscode")).stdout)
         assert vscode == {"servers": {"mcp-dev-router": {"type": "http", "url": f"{r.url}/mcp"}}}
         every = await mcp_router("client-config")

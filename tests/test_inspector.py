@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.client_config import snippets
 from tests.support.procs import REPO_ROOT, Router, run_fixture, run_router, stdio_command, stop_process, wait_for
 
 INSPECTOR = REPO_ROOT / "tests" / "inspector" / "node_modules" / "@modelcontextprotocol" / "inspector"
@@ -126,6 +128,17 @@ async def test_the_inspector_cli_reaches_name_slash_route_without_a_transport_fl
         )
         assert code == 0, (out, err)
         assert json.loads(out)["content"][0]["text"] == "hi"
+
+
+async def test_the_inspector_command_the_router_gives_works_as_given(inspector: list[str], tmp_path: Path) -> None:
+    # What `mcp-router client-config inspector NAME` and the TUI's connect screen tell a user to run.
+    async with run_fixture("streamable", name="inspected") as fx, run_router("-b", f"web={fx.url}") as r:
+        await wait_for(lambda: _up(r.url, "web"), 20, message="backend up")
+        given = shlex.split(snippets(r.url, "web")["inspector"])
+        assert given[:3] == ["npx", "@modelcontextprotocol/inspector", "--cli"], given
+        code, out, err = await run_inspector([*inspector, *given[3:]], tmp_path)
+        assert code == 0, (out, err)
+        assert {"echo", "whoami"} <= {t["name"] for t in json.loads(out)["tools"]}
 
 
 # Two-byte, three-byte and four-byte UTF-8 (the last a surrogate pair in JSON), a combining accent,

@@ -19,6 +19,7 @@ TITLES = {
     "cursor": "Cursor",
     "vscode": "VS Code",
     "mcp-remote": "mcp-remote",
+    "inspector": "MCP Inspector",
 }
 
 
