@@ -64,9 +64,9 @@ def snippets(router_url: str, name: str | None = None, token: str | None = None)
         remote += ["--header", f"Authorization:{auth}"]
     out["mcp-remote"] = shlex.join(remote)
 
-    base = router_url.rstrip("/")
-    inspector = ["npx", "@modelcontextprotocol/inspector", "--cli", f"{base}/{name}/mcp" if name else f"{base}/mcp"]
-    inspector += ["--method", "tools/list"]
+    # A backend's route with the name first: the Inspector reads the transport from the ending.
+    routed = f"{router_url.rstrip('/')}/{name}/mcp" if name else url
+    inspector = ["npx", "@modelcontextprotocol/inspector", "--cli", routed, "--method", "tools/list"]
     if auth:
         inspector += ["--header", f"Authorization: {auth}"]
     out["inspector"] = shlex.join(inspector)
