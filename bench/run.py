@@ -13,10 +13,11 @@ round) so that drift on the machine hits them equally:
   seq-modern     the same at 2026-07-28 (mode pinned: no probe, no session)
   throughput     S concurrent handshake-era sessions (one SDK client each) calling echo for T s
   paced          250 calls/s (500 messages/s) through router, router-quiet and the TUI
-                 (`mcp-router-tui` in a 200x50 pseudo-terminal), with `/` pressed in the TUI
-                 meanwhile and timed until the trace filter is drawn (skipped if the TUI does not start);
-                 the load comes from minimal HTTP clients (bench/rawclient.py), or with
-                 --paced-client sdk from the SDK's, which cannot hold that pace on 2 cores
+                 (`mcp-router-tui` in a 200x50 pseudo-terminal) AT THE SAME TIME, their calls
+                 interleaved, with `/` pressed in the TUI meanwhile and timed until the trace filter
+                 is drawn (skipped if the TUI does not start); the load comes from minimal HTTP
+                 clients (bench/rawclient.py) and goes to a minimal backend (bench/rawserver.py) that
+                 each router also has
 
 The load generator never runs in this (orchestrating) process: it runs in --workers separate
 worker processes (this file with --worker), each owning sessions/workers of the sessions. The
@@ -56,6 +57,13 @@ if str(REPO_ROOT) not in sys.path:
 
 HOST = "127.0.0.1"
 FIXTURE = REPO_ROOT / "tests" / "servers" / "fixture.py"
+RAWSERVER = REPO_ROOT / "bench" / "rawserver.py"
+# The paced load's backends (bench/rawserver.py), as every router and the TUI name them (`-b NAME=URL`,
+# route /mcp/NAME), and how much later each answers a tools/call: half of each variant's calls go to
+# each. "like-sdk" takes about what the SDK's own server takes for the call on this machine (2.5-2.6
+# ms direct at this pace, measured), without its CPU; "instant" answers at once, so that the routers'
+# own time is all of the latency (the strict comparison).
+PACED_BACKENDS = {"like-sdk": 2.5, "instant": 0.0}
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 WORKER_SCRIPT = Path(__file__).resolve()
 VARIANTS = ("direct", "router", "router-quiet")
@@ -65,7 +73,6 @@ TARGET_THROUGHPUT_RATIO = 0.75
 # The TUI measurement (issue 7): the same paced load through headless routers and through the TUI.
 PACED_VARIANTS = ("router", "router-quiet", "tui")
 TARGET_TUI_RATIO = 1.10
-PACED_CLIENTS = {"raw": "raw HTTP clients", "sdk": "SDK clients"}
 TARGET_KEY_MS = 100.0
 # What `/` makes the TUI draw: the trace filter's placeholder, shown only while the filter is open.
 FILTER_MARKER = b"status:error"
@@ -111,10 +118,9 @@ async def _worker_main() -> None:
             elif op == "throughput":
                 reply(await _worker_throughput(connect, cmd, read_cmd, reply))
             elif op == "paced":
-                # The paced load's client: the SDK's, or a minimal one that leaves the machine the
-                # capacity to carry the pace (bench/rawclient.py says why).
-                paced_connect = raw_connect if cmd.get("client") == "raw" else connect
-                reply(await _worker_paced(paced_connect, cmd, read_cmd, reply))
+                # A minimal client, which leaves the machine the capacity to carry the pace
+                # (bench/rawclient.py says why).
+                reply(await _worker_paced(raw_connect, cmd, read_cmd, reply))
             else:
                 reply({"ok": False, "error": f"unknown op {op!r}"})
         except Exception as exc:  # report, stay alive: the orchestrator decides what a failure means
@@ -152,13 +158,13 @@ async def _worker_seq(connect: Any, cmd: dict[str, Any], read_cmd: Any, reply: A
 
 async def _run_sessions(
     connect: Any,
-    url: str,
-    n: int,
+    targets: list[str],
     read_cmd: Any,
     reply: Any,
     body: Any,
 ) -> float:
-    """Connect n handshake-era sessions, say "connected", wait for "go", run `body` on each.
+    """Connect a handshake-era session to each URL of `targets`, say "connected", wait for "go",
+    run `body` on each.
 
     `body(i, client, start, end)` does session i's timed work between the window's start and end
     (perf_counter times). Returns the window's elapsed time: until the last session finished its
@@ -168,6 +174,7 @@ async def _run_sessions(
     must be entered and exited in the same task.
     """
     perf = time.perf_counter
+    n = len(targets)
     finished = [0.0] * n
     connected = 0
     all_connected = asyncio.Event()
@@ -176,7 +183,7 @@ async def _run_sessions(
 
     async def session(i: int) -> None:
         nonlocal connected
-        async with connect(url, "streamable-handshake") as client:
+        async with connect(targets[i], "streamable-handshake") as client:
             await client.call_tool("echo", {"text": "warm-up"})  # the first timed call is not special
             connected += 1
             if connected == n:
@@ -225,44 +232,54 @@ async def _worker_throughput(connect: Any, cmd: dict[str, Any], read_cmd: Any, r
             except Exception:
                 errors[i] += 1
 
-    elapsed = await _run_sessions(connect, cmd["url"], n, read_cmd, reply, body)
+    elapsed = await _run_sessions(connect, [cmd["url"]] * n, read_cmd, reply, body)
     return {"ok": True, "calls": sum(counts), "errors": sum(errors), "elapsed": elapsed}
 
 
 async def _worker_paced(connect: Any, cmd: dict[str, Any], read_cmd: Any, reply: Any) -> dict[str, Any]:
-    """An open-loop load of cmd["rate"] calls/s in total over cmd["sessions"] sessions, for go["seconds"].
+    """An open-loop load of cmd["rate"] calls/s over cmd["sessions"] sessions to EACH of cmd["urls"],
+    all at once, for go["seconds"].
 
-    Call k of session i is due at start + (i + k * sessions) / rate: the sessions take turns, so the
-    calls are evenly spaced whatever their latency. A call that is due while its session is still
-    busy starts as soon as it is free and counts as late (the rate was more than the path keeps up with).
+    Call k of session i of URL j is due at start + (i + k * sessions + j / len(urls)) / rate: the
+    sessions of a URL take turns, so its calls are evenly spaced whatever their latency, and the
+    URLs' calls alternate, so that whatever the machine does meanwhile reaches them all alike. A call
+    that is due while its session is still busy starts as soon as it is free and counts as late (the
+    rate was more than the path keeps up with).
     """
     n = int(cmd["sessions"])
     rate = float(cmd["rate"])
+    urls: list[str] = list(cmd["urls"])
     perf = time.perf_counter
-    lat: list[float] = []
-    errors = 0
-    late = 0
+    lat: list[list[float]] = [[] for _ in urls]
+    errors = [0] * len(urls)
+    late = [0] * len(urls)
 
-    async def body(i: int, client: Any, start: float, end: float) -> None:
-        nonlocal errors, late
+    async def body(s: int, client: Any, start: float, end: float) -> None:
+        j, i = divmod(s, n)
         k = 0
-        while (due := start + (i + k * n) / rate) < end:
+        while (due := start + (i + k * n + j / len(urls)) / rate) < end:
             k += 1
             wait = due - perf()
             if wait > 0:
                 await asyncio.sleep(wait)
             elif wait < -0.005:
-                late += 1
+                late[j] += 1
             t0 = perf()
             try:
                 await client.call_tool("echo", {"text": "paced"})
             except Exception:
-                errors += 1
+                errors[j] += 1
                 continue
-            lat.append((perf() - t0) * 1000.0)
+            lat[j].append((perf() - t0) * 1000.0)
 
-    elapsed = await _run_sessions(connect, cmd["url"], n, read_cmd, reply, body)
-    return {"ok": True, "lat_ms": lat, "calls": len(lat), "errors": errors, "late": late, "elapsed": elapsed}
+    elapsed = await _run_sessions(connect, [u for u in urls for _ in range(n)], read_cmd, reply, body)
+    return {
+        "ok": True,
+        "by_url": [
+            {"lat_ms": lat[j], "calls": len(lat[j]), "errors": errors[j], "late": late[j]} for j in range(len(urls))
+        ],
+        "elapsed": elapsed,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,12 +387,17 @@ async def wait_port(port: int, proc: asyncio.subprocess.Process, what: str, limi
         await asyncio.sleep(0.05)
 
 
-async def start_backend(procs: Procs) -> tuple[str, asyncio.subprocess.Process]:
+async def start_backend(procs: Procs, light: str | None = None) -> tuple[str, asyncio.subprocess.Process]:
+    """The SDK fixture backend, or the paced load's minimal one named `light` (bench/rawserver.py)."""
     port = free_port()
-    argv = [sys.executable, str(FIXTURE), "--transport", "streamable", "--host", HOST, "--port", str(port)]
-    argv += ["--name", "bench"]
+    if light is not None:
+        argv = [sys.executable, str(RAWSERVER), "--host", HOST, "--port", str(port)]
+        argv += ["--delay-ms", str(PACED_BACKENDS[light])]
+    else:
+        argv = [sys.executable, str(FIXTURE), "--transport", "streamable", "--host", HOST, "--port", str(port)]
+        argv += ["--name", "bench"]
     proc = procs.add(
-        "backend",
+        f"{light}-backend" if light else "backend",
         await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
@@ -385,7 +407,7 @@ async def start_backend(procs: Procs) -> tuple[str, asyncio.subprocess.Process]:
             start_new_session=True,  # a terminal ^C reaches only us; we stop it by pid
         ),
     )
-    await wait_port(port, proc, "fixture backend")
+    await wait_port(port, proc, f"{light} backend" if light else "fixture backend")
     return f"http://{HOST}:{port}/mcp", proc
 
 
@@ -405,11 +427,15 @@ def private_env(log_dir: Path, name: str) -> dict[str, str]:
 
 
 async def start_router(
-    procs: Procs, name: str, backend_url: str, quiet: bool, log_dir: Path
+    procs: Procs, name: str, backend_url: str, light_urls: dict[str, str], quiet: bool, log_dir: Path
 ) -> tuple[str, asyncio.subprocess.Process, Path]:
-    """Start a headless router with its stdout going to a file (see README: what the console costs)."""
+    """Start a headless router with its stdout going to a file (see README: what the console costs).
+
+    Its default backend (/mcp) is the fixture; the paced load's are /mcp/NAME (`light_urls`: NAME: URL).
+    """
     log_path = log_dir / f"{name}.stdout.log"
     argv = [sys.executable, "-m", "app", "--no-ui", "--host", HOST, "--port", "0", "-b", f"fx={backend_url}"]
+    argv += [a for name, url in light_urls.items() for a in ("-b", f"{name}={url}")]
     if quiet:
         argv.append("--quiet")
     env = private_env(log_dir, name)
@@ -501,7 +527,7 @@ class TuiTerminal:
 
 
 async def start_tui(
-    procs: Procs, backend_url: str, log_dir: Path, size: tuple[int, int]
+    procs: Procs, backend_url: str, light_urls: dict[str, str], log_dir: Path, size: tuple[int, int]
 ) -> tuple[str, TuiTerminal] | str:
     """Start `mcp-router-tui` (the TUI, not --no-ui) in a pseudo-terminal of size (cols, rows).
 
@@ -514,6 +540,7 @@ async def start_tui(
     env = {**private_env(log_dir, "tui"), "TERM": "xterm-256color", "COLORTERM": "truecolor"}
     env.pop("NO_COLOR", None)
     argv = [sys.executable, "-m", "app", "--host", HOST, "--port", str(port), "-b", f"fx={backend_url}"]
+    argv += [a for name, url in light_urls.items() for a in ("-b", f"{name}={url}")]
     try:
         proc = procs.add(
             "tui",
@@ -580,19 +607,22 @@ async def key_probes(tui: TuiTerminal, traffic: asyncio.Future[Any], opened: lis
 
 async def run_paced(
     worker: Worker,
-    url: str,
+    urls: dict[str, str],
     rate: float,
     seconds: float,
     sessions: int,
     watch: dict[str, int],
     meter: LoadMeter | None = None,
-    key: str = "",
     tui: TuiTerminal | None = None,
     keys: tuple[list[float], list[float]] | None = None,
-    client: str = "raw",
-) -> tuple[dict[str, Any], dict[str, float], int]:
-    """One paced window on one variant (with key probes on the TUI); (worker result, CPU s, misses)."""
-    await worker.call({"op": "paced", "url": url, "rate": rate, "sessions": sessions, "client": client})
+) -> tuple[dict[str, dict[str, Any]], float, dict[str, float], int]:
+    """One paced window on all `urls` at once (variant: URL), with key probes on the TUI.
+
+    Returns each variant's worker result, the window's elapsed s, the CPU s of each `watch` process
+    (name: pid), and the key presses missed.
+    """
+    names = list(urls)
+    await worker.call({"op": "paced", "urls": [urls[v] for v in names], "rate": rate, "sessions": sessions})
     cpu0 = {k: cpu_seconds(pid) for k, pid in watch.items()}
     if meter:
         meter.start()
@@ -603,9 +633,10 @@ async def run_paced(
         missed = await key_probes(tui, traffic, *keys)
     msg = await traffic
     if meter:
-        meter.stop(key)
+        meter.stop("paced")
     cpu1 = {k: cpu_seconds(pid) for k, pid in watch.items()}
-    return msg, {k: cpu1[k] - cpu0[k] for k in watch}, missed
+    by_variant = dict(zip(names, msg["by_url"], strict=True))
+    return by_variant, msg["elapsed"], {k: cpu1[k] - cpu0[k] for k in watch}, missed
 
 
 @dataclass
@@ -671,8 +702,11 @@ class Results:
     seq_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     # The paced measurement (headless routers and the TUI at the same pace): latencies, the calls/s
     # reached per round, late starts, errors, CPU s of the router (or TUI) process and its calls.
-    paced_lat: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    paced_round_p50: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # paced_lat[paced backend][variant], paced_round_p50 likewise; the others by variant.
+    paced_lat: dict[str, dict[str, list[float]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    paced_round_p50: dict[str, dict[str, list[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
     paced_rate: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     paced_late: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     paced_errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -748,6 +782,8 @@ def pct(samples: list[float], p: float) -> float:
 def lat_stats(samples: list[float]) -> dict[str, float]:
     return {
         "n": len(samples),
+        "p10": pct(samples, 10),
+        "p25": pct(samples, 25),
         "p50": pct(samples, 50),
         "p90": pct(samples, 90),
         "p99": pct(samples, 99),
@@ -848,18 +884,10 @@ async def profile_tui(
         return {"error": f"py-spy not found at {py_spy}: .venv/bin/pip install py-spy"}
     raw = out_dir / f"{stamp}-profile-tui.collapsed.txt"
     spy = await start_py_spy(procs, py_spy, tui.proc.pid, args.profile, raw)
-    msg, _, _ = await run_paced(
-        worker,
-        url,
-        args.tui_rate,
-        max(2.0, args.profile - 0.5),
-        args.tui_sessions,
-        {},
-        tui=tui,
-        keys=([], []),
-        client=args.paced_client,
+    msgs, elapsed, _, _ = await run_paced(
+        worker, {"tui": url}, args.tui_rate, max(2.0, args.profile - 0.5), args.tui_sessions, {}, tui=tui, keys=([], [])
     )
-    summary = await py_spy_summary(procs, spy, raw, msg["calls"] / msg["elapsed"])
+    summary = await py_spy_summary(procs, spy, raw, msgs["tui"]["calls"] / elapsed)
     summary["target"] = "tui"
     return summary
 
@@ -942,13 +970,14 @@ async def orchestrate(args: argparse.Namespace) -> int:
     try:
         log(f"starting backend, routers and {args.workers} load-generator worker(s) ...")
         backend_url, backend = await start_backend(procs)
-        r_url, r_proc, r_log = await start_router(procs, "router", backend_url, False, tmp)
-        q_url, q_proc, q_log = await start_router(procs, "router-quiet", backend_url, True, tmp)
+        light_urls = {name: (await start_backend(procs, light=name))[0] for name in PACED_BACKENDS}
+        r_url, r_proc, r_log = await start_router(procs, "router", backend_url, light_urls, False, tmp)
+        q_url, q_proc, q_log = await start_router(procs, "router-quiet", backend_url, light_urls, True, tmp)
         workers = list(await asyncio.gather(*(start_worker(procs, i) for i in range(args.workers))))
         urls = {"direct": backend_url, "router": r_url, "router-quiet": q_url}
         paced_pids = {"router": r_proc.pid, "router-quiet": q_proc.pid}
         if args.tui != "off":
-            started = await start_tui(procs, backend_url, tmp, args.tui_size)
+            started = await start_tui(procs, backend_url, light_urls, tmp, args.tui_size)
             if isinstance(started, str):
                 if args.tui == "on":
                     raise RuntimeError(started)
@@ -959,6 +988,10 @@ async def orchestrate(args: argparse.Namespace) -> int:
                 paced_pids["tui"] = tui.proc.pid
                 log(f"TUI {urls['tui']} in a {args.tui_size[0]}x{args.tui_size[1]} pseudo-terminal")
         paced = [v for v in PACED_VARIANTS if v in paced_pids] if tui is not None else []
+        # One stream per variant and paced backend, "VARIANT BACKEND": half the variant's calls each.
+        paced_urls = {f"{v} {b}": f"{urls[v]}/{b}" for v in paced for b in PACED_BACKENDS}
+        stream_rate = args.tui_rate / len(PACED_BACKENDS)
+        stream_sessions = max(1, args.tui_sessions // len(PACED_BACKENDS))
         watch_pids = {
             "direct": {"backend": backend.pid},
             "router": {"backend": backend.pid, "router": r_proc.pid},
@@ -973,8 +1006,8 @@ async def orchestrate(args: argparse.Namespace) -> int:
             await run_seq(workers[0], urls, era, 20, 10, {})
         for v in VARIANTS if everything else ():
             await run_throughput(workers, urls[v], args.sessions, 1.0, watch_pids[v])
-        for v in paced:
-            await run_paced(workers[0], urls[v], args.tui_rate, 1.0, args.tui_sessions, {}, client=args.paced_client)
+        if paced:
+            await run_paced(workers[0], paced_urls, stream_rate, 1.0, stream_sessions, {})
         if tui is not None:
             cpu0, t0 = cpu_seconds(tui.proc.pid), time.monotonic()
             await asyncio.sleep(3.0)  # no traffic: what the TUI costs by itself
@@ -1008,40 +1041,46 @@ async def orchestrate(args: argparse.Namespace) -> int:
                 for k, sec in cpu.items():
                     res.cpu[v]["client" if k.startswith("client") else k] += sec
                 log(f"round {rnd + 1}/{args.rounds}  throughput    {v:<13} {rate:8.1f} calls/s  ({errors} errors)")
-            # The paced windows cannot be interleaved either (the TUI must carry the traffic for a
-            # while to be measured under it): rotated like the throughput windows.
-            for v in [paced[(rnd + i) % len(paced)] for i in range(len(paced))]:
-                msg, cpu, missed = await run_paced(
+            # The paced variants carry their loads at the same time, call by call in turn: the TUI must
+            # carry the traffic for a while to be measured under it, and windows one after another
+            # met the host at different speeds (bench/README.md, "The TUI figures").
+            if paced:
+                msgs, elapsed, cpu, missed = await run_paced(
                     workers[0],
-                    urls[v],
-                    args.tui_rate,
+                    paced_urls,
+                    stream_rate,
                     args.tui_seconds,
-                    args.tui_sessions,
-                    {"router": paced_pids[v]},
+                    stream_sessions,
+                    {v: paced_pids[v] for v in paced},
                     meter,
-                    f"paced-{v}",
-                    tui if v == "tui" else None,
+                    tui,
                     (res.key_open_ms, res.key_type_ms),
-                    args.paced_client,
                 )
-                res.paced_lat[v].extend(msg["lat_ms"])
-                res.paced_round_p50[v].append(pct(msg["lat_ms"], 50))
-                res.paced_rate[v].append(msg["calls"] / msg["elapsed"])
-                res.paced_late[v] += msg["late"]
-                res.paced_errors[v] += msg["errors"]
-                res.paced_cpu[v] += cpu["router"]
-                res.paced_calls[v] += msg["calls"]
                 res.key_missed += missed
-                keys = f"  keys p50 {pct(res.key_type_ms, 50):.0f} ms ({missed} missed)" if v == "tui" else ""
-                log(
-                    f"round {rnd + 1}/{args.rounds}  paced         {v:<13} p50 {pct(msg['lat_ms'], 50):5.2f} ms  "
-                    f"{msg['calls'] / msg['elapsed']:6.1f} calls/s  ({msg['late']} late, {msg['errors']} errors){keys}"
-                )
+                for v in paced:
+                    streams = {b: msgs[f"{v} {b}"] for b in PACED_BACKENDS}
+                    calls = sum(m["calls"] for m in streams.values())
+                    for b, m in streams.items():
+                        res.paced_lat[b][v].extend(m["lat_ms"])
+                        res.paced_round_p50[b][v].append(pct(m["lat_ms"], 50))
+                    late = sum(m["late"] for m in streams.values())
+                    errors = sum(m["errors"] for m in streams.values())
+                    res.paced_rate[v].append(calls / elapsed)
+                    res.paced_late[v] += late
+                    res.paced_errors[v] += errors
+                    res.paced_cpu[v] += cpu[v]
+                    res.paced_calls[v] += calls
+                    keys = f"  keys p50 {pct(res.key_type_ms, 50):.0f} ms ({missed} missed)" if v == "tui" else ""
+                    log(
+                        f"round {rnd + 1}/{args.rounds}  paced         {v:<13} p50 "
+                        + "  ".join(f"{b} {pct(m['lat_ms'], 50):5.2f} ms" for b, m in streams.items())
+                        + f"  {calls / elapsed:6.1f} calls/s  ({late} late, {errors} errors){keys}"
+                    )
 
         profile: dict[str, Any] = {}
         if args.profile > 0 and args.profile_target == "tui" and tui is not None:
             log(f"profiling the TUI (pid {tui.proc.pid}) with py-spy for {args.profile:.0f} s under the paced load ...")
-            profile = await profile_tui(procs, workers[0], urls["tui"], tui, args, RESULTS_DIR, stamp)
+            profile = await profile_tui(procs, workers[0], urls["tui"] + "/instant", tui, args, RESULTS_DIR, stamp)
         elif args.profile > 0:
             target = args.profile_target
             pid = r_proc.pid if target == "router" else q_proc.pid
@@ -1189,38 +1228,41 @@ def paced_report(args: argparse.Namespace, res: Results) -> dict[str, Any]:
         "messages_per_s": 2 * args.tui_rate,  # a call is a request and its response in the trace
         "seconds": args.tui_seconds,
         "sessions": args.tui_sessions,
-        "client": args.paced_client,
+        "client": "raw HTTP clients, a minimal backend, the variants at once",
         "terminal": f"{args.tui_size[0]}x{args.tui_size[1]}",
         "note": res.tui_note,
     }
-    if "tui" not in res.paced_lat:
+    if "tui" not in res.paced_rate:
         return out
+    out["backend_delay_ms"] = PACED_BACKENDS
     out["latency_ms"] = {
+        b: {v: {**lat_stats(res.paced_lat[b][v]), "round_p50": res.paced_round_p50[b][v]} for v in res.paced_lat[b]}
+        for b in PACED_BACKENDS
+    }
+    out["variants"] = {
         v: {
-            **lat_stats(res.paced_lat[v]),
-            "round_p50": res.paced_round_p50[v],
             "calls_per_s": statistics.fmean(res.paced_rate[v]),
             "late": res.paced_late[v],
             "errors": res.paced_errors[v],
             "process_cpu_us_per_call": 1e6 * res.paced_cpu[v] / res.paced_calls[v] if res.paced_calls[v] else math.nan,
         }
-        for v in res.paced_lat
+        for v in res.paced_rate
     }
-    lat = out["latency_ms"]
     out["tui_idle_cpu_cores"] = res.tui_idle_cores
     # Open-loop pacing only means something if the calls went out at the pace asked for.
     out["slowest_round_calls_per_s"] = min(r for v in res.paced_rate for r in res.paced_rate[v])
     out["pace_held"] = out["slowest_round_calls_per_s"] >= 0.9 * args.tui_rate
-    ratio = lat["tui"]["p50"] / lat["router"]["p50"]
-    out["tui_ratio"] = {
-        "vs_router_p50": ratio,
-        "vs_router_quiet_p50": lat["tui"]["p50"] / lat["router-quiet"]["p50"],
-        "vs_router_mean": lat["tui"]["mean"] / lat["router"]["mean"],
-        "per_round_vs_router": [
-            t / r for t, r in zip(res.paced_round_p50["tui"], res.paced_round_p50["router"], strict=True)
-        ],
-        "meets_target": ratio <= TARGET_TUI_RATIO,
-    }
+    out["tui_ratio"] = {}
+    for b in PACED_BACKENDS:
+        lat = out["latency_ms"][b]
+        rounds = res.paced_round_p50[b]
+        out["tui_ratio"][b] = {
+            "vs_router_p50": lat["tui"]["p50"] / lat["router"]["p50"],
+            "vs_router_quiet_p50": lat["tui"]["p50"] / lat["router-quiet"]["p50"],
+            "vs_router_mean": lat["tui"]["mean"] / lat["router"]["mean"],
+            "per_round_vs_router": [t / r for t, r in zip(rounds["tui"], rounds["router"], strict=True)],
+            "meets_target": lat["tui"]["p50"] / lat["router"]["p50"] <= TARGET_TUI_RATIO,
+        }
     keys = res.key_open_ms + res.key_type_ms
     out["key_ms"] = {
         **lat_stats(keys),
@@ -1323,38 +1365,43 @@ def _tables(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
     paced = rep.get("paced") or {}
     if "latency_ms" in paced:
         prow = []
-        for v in PACED_VARIANTS:
-            st = paced["latency_ms"][v]
-            vs = spread = ""
-            if v == "tui":
-                r = paced["tui_ratio"]
-                vs = f"{r['vs_router_p50']:.2f}x"
-                spread = f"{min(r['per_round_vs_router']):.2f}..{max(r['per_round_vs_router']):.2f}x"
-            prow.append(
-                [
-                    v,
-                    str(st["n"]),
-                    f"{st['p50']:.2f}",
-                    f"{st['p90']:.2f}",
-                    f"{st['p99']:.2f}",
-                    f"{st['mean']:.2f}",
-                    vs,
-                    spread,
-                    f"{st['calls_per_s']:.0f}",
-                    str(st["late"]),
-                    str(st["errors"]),
-                    f"{st['process_cpu_us_per_call']:.0f}",
-                ]
-            )
+        for b in PACED_BACKENDS:
+            r = paced["tui_ratio"][b]
+            for v in PACED_VARIANTS:
+                st = paced["latency_ms"][b][v]
+                var = paced["variants"][v]
+                vs = spread = ""
+                if v == "tui":
+                    vs = f"{r['vs_router_p50']:.2f}x"
+                    spread = f"{min(r['per_round_vs_router']):.2f}..{max(r['per_round_vs_router']):.2f}x"
+                prow.append(
+                    [
+                        f"{v}, {b} ({paced['backend_delay_ms'][b]:g} ms)",
+                        str(st["n"]),
+                        f"{st['p10']:.2f}",
+                        f"{st['p50']:.2f}",
+                        f"{st['p90']:.2f}",
+                        f"{st['p99']:.2f}",
+                        f"{st['mean']:.2f}",
+                        vs,
+                        spread,
+                        f"{var['calls_per_s']:.0f}",
+                        str(var["late"]),
+                        str(var["errors"]),
+                        f"{var['process_cpu_us_per_call']:.0f}",
+                    ]
+                )
         tables.append(
             (
-                f"Paced load, {paced['rate_calls_per_s']:.0f} calls/s ({paced['messages_per_s']:.0f} messages/s) on "
-                f"{paced['sessions']} handshake-era sessions ({PACED_CLIENTS[paced.get('client', 'sdk')]}), "
+                f"Paced load, {paced['rate_calls_per_s']:.0f} calls/s ({paced['messages_per_s']:.0f} messages/s) through "
+                f"each variant at once, half to each paced backend (answering a call after the time in brackets), "
+                f"on {paced['sessions']} handshake-era sessions each (raw HTTP clients), "
                 f"{paced['seconds']:.0f} s x {s['rounds']} rounds; "
-                f"the TUI in a {paced['terminal']} pseudo-terminal (ms)",
+                f"the TUI in a {paced['terminal']} pseudo-terminal (ms; calls/s, late, errors and CPU: the variant's)",
                 [
-                    "variant",
+                    "variant, backend",
                     "n",
+                    "p10",
                     "p50",
                     "p90",
                     "p99",
@@ -1424,12 +1471,13 @@ def _verdicts(rep: dict[str, Any]) -> list[str]:
         )
     paced = rep.get("paced") or {}
     if "tui_ratio" in paced:
-        r, k = paced["tui_ratio"], paced["key_ms"]
-        out.append(
-            f"tui           per-call latency at {paced['messages_per_s']:.0f} messages/s: {r['vs_router_p50']:.2f}x "
-            f"the headless router's p50 ({r['vs_router_quiet_p50']:.2f}x --quiet)  target <= {TARGET_TUI_RATIO:.2f}x  "
-            + ("MET" if r["meets_target"] else "NOT MET")
-        )
+        k = paced["key_ms"]
+        for b, r in paced["tui_ratio"].items():
+            out.append(
+                f"tui           per-call latency at {paced['messages_per_s']:.0f} messages/s, {b} backend: "
+                f"{r['vs_router_p50']:.2f}x the headless router's p50 ({r['vs_router_quiet_p50']:.2f}x --quiet)  "
+                f"target <= {TARGET_TUI_RATIO:.2f}x  " + ("MET" if r["meets_target"] else "NOT MET")
+            )
         out.append(
             f"tui           key presses (/ opening the filter, letters typed in it): p90 {k['p90']:.0f} ms, "
             f"max {k['max']:.0f} ms, "
@@ -1573,15 +1621,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=250.0,
         help="paced calls/s, each a request and a response in the trace (default 250: 500 messages/s)",
     )
-    p.add_argument("--tui-seconds", type=float, default=5.0, help="paced window per variant per round (default 5)")
-    p.add_argument("--tui-sessions", type=int, default=4, help="sessions sharing the paced load (default 4)")
-    p.add_argument(
-        "--paced-client",
-        choices=list(PACED_CLIENTS),
-        default="raw",
-        help="the paced load's client: raw (bench/rawclient.py, light enough to hold the pace on 2 cores) "
-        "or sdk (the MCP SDK's, a few ms of CPU a call) (default raw)",
-    )
+    p.add_argument("--tui-seconds", type=float, default=5.0, help="paced window per round (default 5)")
+    p.add_argument("--tui-sessions", type=int, default=4, help="sessions sharing each variant's paced load (default 4)")
     p.add_argument(
         "--tui-size", type=_size, default=(200, 50), metavar="COLSxROWS", help="the TUI's terminal (default 200x50)"
     )
