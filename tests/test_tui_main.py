@@ -18,6 +18,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from textual.pilot import Pilot
 from textual.widgets import TextArea
+from textual.widgets._footer import FooterKey
 
 from app.control import LocalControl
 from app.proxy.config import BackendConfig
@@ -26,6 +27,7 @@ from app.screens.main import MainScreen
 from app.screens.message_detail import MessageDetailScreen
 from app.trace_model import TraceRow
 from app.tui import RouterTUI
+from app.widgets.footer import SteadyFooter
 from app.widgets.trace_view import TraceColumns
 from tests.hotswap_support import stdio_backend_command, write_stdio_server
 from tests.support.clients import connect
@@ -115,8 +117,16 @@ async def test_filter_by_method_and_by_error_status() -> None:
             with pytest.raises(MCPError):
                 await client.read_resource("nowhere://nothing")
             await wait_for(lambda: find(app, kind="response", subject="nowhere://nothing"), message="error answer")
+            everything = footer_keys(app)
+            assert {"Add", "Restart", "Filter", "Pause", "Quit"} <= set(everything)
+            composed = count_compositions(app.screen.query_one(SteadyFooter))
             await pilot.press("slash")
             assert app.focused is app.screen.query_one("#filter")
+            await pilot.pause()
+            # Letters go to the filter, so the footer offers only what still works there. It is
+            # composed once for that (Textual's Footer: twice, a layout of the screen each time).
+            assert footer_keys(app) == ["Filter", "palette"]
+            assert composed == [1]
             await pilot.press(*"method:tools/list")
             assert rows(app) and all(row.method == "tools/list" for row in rows(app))
             await pilot.press(*["backspace"] * len("method:tools/list"), *"status:error")
@@ -128,6 +138,26 @@ async def test_filter_by_method_and_by_error_status() -> None:
             assert rows(app) and all(r_.subject == "echo" for r_ in rows(app))
             await pilot.press("escape")
             assert app.focused is app.main.trace
+            await pilot.pause()
+            assert footer_keys(app) == everything
+            assert composed == [2]
+
+
+def footer_keys(app: RouterTUI) -> list[str]:
+    return [key.description for key in app.screen.query(FooterKey)]
+
+
+def count_compositions(footer: SteadyFooter) -> list[int]:
+    """A counter (its one item) of the footer's compositions from now on."""
+    count = [0]
+    original = footer.recompose
+
+    async def counted() -> None:
+        count[0] += 1
+        await original()
+
+    footer.recompose = counted  # type: ignore[method-assign]
+    return count
 
 
 async def test_pause_keeps_counting_and_resume_shows_what_waited() -> None:

@@ -18,12 +18,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Log, Static
+from textual.widgets import Label, Log, Static
 
 from app.control import ControlError, EventFeed, RouterControl
 from app.proxy.drift import lines as drift_lines
 from app.proxy.events import BackendListEvent, BackendLogEvent, BackendStateEvent, Event, HealthEvent
 from app.proxy.jsonrpc import JSON
+from app.widgets.footer import SteadyFooter
 from app.widgets.health_chart import HealthChart, Probe
 
 POLL_INTERVAL = 0.25
@@ -199,7 +200,7 @@ class BackendDetailScreen(Screen[None]):
                 yield Static("", id="history")
             with Vertical(id="log-pane", classes="pane"):
                 yield Log(id="log", max_lines=LOG_LINES, auto_scroll=True)
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#health-pane").border_title = "Health"

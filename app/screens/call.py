@@ -19,12 +19,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Input, Label, Select, Static, Switch, TextArea
+from textual.widgets import Button, Input, Label, Select, Static, Switch, TextArea
 
 from app.control import ControlError, RouterControl
 from app.proxy.secrets import secret_key
 from app.results import Block, result_blocks
 from app.schemaform import FormField, collect, fields_for, prompt_fields, validate
+from app.widgets.footer import SteadyFooter
 
 ItemKind = Literal["tool", "resource", "prompt"]
 BLOCK_STYLE = {
@@ -120,7 +121,7 @@ class CallScreen(Screen[None]):
             yield Button({"tool": "Call", "resource": "Read", "prompt": "Get"}[self.kind], id="send", variant="primary")
         with VerticalScroll(id="call-result"):
             yield Static("", id="call-result-text")
-        yield Footer()
+        yield SteadyFooter()
 
     def _widget(self, i: int, f: FormField) -> Widget:
         wid = f"field-{i}"

@@ -15,11 +15,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Label, Static
 
 from app.control import ControlError, RouterControl
 from app.jsondiff import Change, diff, line_marks, pretty_lines
 from app.proxy.secrets import MASK, has_secrets, mask_json, secret_key
+from app.widgets.footer import SteadyFooter
 
 MARK_STYLE = {"changed": "bold yellow", "removed": "bold red", "added": "bold green"}
 MARK_GUTTER = {"changed": "~", "removed": "-", "added": "+", None: "│"}
@@ -148,7 +149,7 @@ class DiffScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Label(self.title_text, id="diff-title")
         yield JsonDiffView(self.old_label, self.new_label, id="diff-view")
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
         self.query_one(JsonDiffView).show(without_id(self.old), without_id(self.new))
@@ -195,7 +196,7 @@ class ReplayScreen(Screen[None]):
         yield Label(f"Replay {method} {name} on {self.backend}".replace("  ", " "), id="diff-title")
         yield Static("replaying…", id="replay-status")
         yield JsonDiffView("answer in the trace", "answer now", id="diff-view")
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
         self.action_replay()

@@ -12,10 +12,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Label, Static
 
 from app.control import ControlError, RouterControl
 from app.proxy.drift import describe, lines
+from app.widgets.footer import SteadyFooter
 
 MARK_STYLE = {"+": "bold green", "-": "bold red", "~": "bold yellow"}
 
@@ -62,7 +63,7 @@ class DriftScreen(Screen[None]):
         yield Label(f"What changed in the last rebuild of {self.backend}", id="drift-title")
         with VerticalScroll(id="drift-body"):
             yield Static("loading…", id="drift-text")
-        yield Footer()
+        yield SteadyFooter()
 
     async def on_mount(self) -> None:
         body = self.query_one("#drift-text", Static)

@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from app.control import ControlError, EventFeed, RouterControl
 from app.proxy.events import (
@@ -35,6 +35,7 @@ from app.proxy.jsonrpc import JSON
 from app.screens import workbench
 from app.trace_model import DEFAULT_CAPACITY, FilterError, TraceModel
 from app.widgets.backends_table import BackendsTable
+from app.widgets.footer import SteadyFooter
 from app.widgets.formatting import duration
 from app.widgets.header import RouterHeader
 from app.widgets.sessions_table import SessionsTable
@@ -177,7 +178,7 @@ class MainScreen(Screen[None]):
                 placeholder="filter: text  method:  backend:  session:  dir:  kind:  status:error  id:  (! negates)",
                 id="filter",
             )
-        yield Footer()
+        yield SteadyFooter()
 
     def on_trace_view_columns_changed(self) -> None:
         self._show_trace_title()

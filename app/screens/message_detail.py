@@ -9,10 +9,11 @@ import orjson
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TextArea
+from textual.widgets import Static, TextArea
 
 from app.proxy.secrets import mask_json
 from app.trace_model import DIRECTION_SHORT, TraceRow
+from app.widgets.footer import SteadyFooter
 from app.widgets.trace_view import clock_text
 
 CUT = 200_000  # characters shown before "show all": a 64 MiB body must not freeze the screen
@@ -71,7 +72,7 @@ class MessageDetailScreen(Screen[None]):
         area = TextArea(text, language="json", read_only=True, show_line_numbers=True, id="detail-json")
         area.cursor_blink = False
         yield area
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
         self.query_one(TextArea).focus()
