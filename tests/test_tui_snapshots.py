@@ -4,19 +4,23 @@ behaviour itself is tested against the real router in test_tui_main.py."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable
 from typing import Any
 
 import pytest
+from textual._compositor import Compositor
 from textual.pilot import Pilot
+from textual.strip import Strip
 
 from app.control import ControlError
 from app.proxy.events import BackendStateEvent, Event, TrafficEvent
 from app.proxy.jsonrpc import JSON
 from app.screens.main import MainScreen
 from app.tui import RouterTUI
-from app.widgets.trace_view import TraceColumns
+from app.widgets.compositor import LeanCompositor
+from app.widgets.trace_view import TraceColumns, TraceView
 from tests.support.procs import wait_for
 
 T0 = 1_750_000_000.0  # the fixed "now" of every snapshot
@@ -288,3 +292,24 @@ async def test_the_row_counts_stay_when_rows_were_dropped(width: int) -> None:
         line = columns.render_line(0).text
         assert line.rstrip().endswith(" 10000/10000 rows"), line
         assert line.lstrip().startswith("time") and " method " in line, line
+
+
+async def test_a_partial_update_of_the_trace_draws_the_same_lines_from_fewer_widgets() -> None:
+    """The main screen's compositor (LeanCompositor) against Textual's own, on the same screen."""
+    async with make_app().run_test(size=(150, 42)) as pilot:
+        await settled(pilot)
+        lean = pilot.app.screen._compositor
+        assert isinstance(lean, LeanCompositor)
+        stock = copy.copy(lean)
+        stock.__class__ = Compositor  # the same layout, drawn by Textual's code
+        trace = pilot.app.screen.query_one(TraceView)
+        crop = trace.region  # what a new batch of trace lines redraws
+        drawn = [w for w, (region, clip) in lean.visible_widgets.items() if region.intersection(clip).overlaps(crop)]
+        lean_renders = list(lean._get_renders(crop))
+        stock_renders = list(stock._get_renders(crop))
+        # Textual's asks the header, the footer, the tables... too; ours only what meets the trace.
+        assert len(lean_renders) == len(drawn) < len(stock_renders)
+        everything = lambda y: True  # noqa: E731
+        ours, theirs = lean._render_chops(crop, everything), stock._render_chops(crop, everything)
+        for y in crop.line_range:
+            assert Strip.join(ours[y].values()) == Strip.join(theirs[y].values()), y

@@ -35,6 +35,7 @@ from app.proxy.jsonrpc import JSON
 from app.screens import workbench
 from app.trace_model import DEFAULT_CAPACITY, FilterError, TraceModel
 from app.widgets.backends_table import BackendsTable
+from app.widgets.compositor import LeanCompositor
 from app.widgets.footer import SteadyFooter
 from app.widgets.formatting import duration
 from app.widgets.header import RouterHeader
@@ -135,6 +136,7 @@ class MainScreen(Screen[None]):
         time_text: Callable[[float], str] = clock_text,
     ) -> None:
         super().__init__()
+        self._compositor = LeanCompositor()  # the trace redraws often: only what a frame can show
         self.control = control
         self.clock = clock
         self.model = TraceModel(trace_buffer)
