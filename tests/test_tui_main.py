@@ -22,6 +22,7 @@ from textual.widgets._footer import FooterKey
 
 from app.control import LocalControl
 from app.proxy.config import BackendConfig
+from app.proxy.events import TrafficEvent
 from app.proxy.router import Router
 from app.screens.main import MainScreen
 from app.screens.message_detail import MessageDetailScreen
@@ -169,7 +170,15 @@ async def test_pause_keeps_counting_and_resume_shows_what_waited() -> None:
             assert app.main.paused
             shown = len(rows(app))
             await client.call_tool("add", {"a": 1, "b": 2})
-            await wait_for(lambda: len(app.main.waiting) >= 2, message="traffic waiting while paused")
+            # Its answer drained into the waiting list (not just any two events: the request and
+            # a probe's could come in one drain and the answer in the next).
+            await wait_for(
+                lambda: any(
+                    isinstance(e, TrafficEvent) and e.msg_kind == "response" and e.method == "tools/call"
+                    for e in app.main.waiting
+                ),
+                message="the call's answer waiting while paused",
+            )
             assert len(rows(app)) == shown and find(app, subject="add") is None
             assert "paused, " in str(app.main.query_one("#trace-panel").border_subtitle)
             await pilot.press("p")
