@@ -339,6 +339,12 @@ _HEADER_LINES_MAX = 1024  # bounded: each client's varying lines come and go
 _NOT_KEPT = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
 # Request lines read before, to their target (a client posts to the same path call after call).
 _REQUEST_LINES: dict[bytes, bytes] = {}
+# Whole heads read before, to what they read as: a client sends the same head call after call but
+# for Content-Length, whose values are few. One lookup then stands for the split, a lookup per line
+# and the dict. Heads with credentials are not kept (see `_NOT_KEPT`), nor long ones.
+_HEADS: dict[bytes, tuple[bytes, dict[bytes, bytes], int]] = {}
+_HEADS_MAX = 256
+_HEAD_KEPT_MAX = 4096  # bytes: the table holds at most a megabyte
 
 
 def _header_line(line: bytes) -> tuple[bytes, bytes] | None:
@@ -362,16 +368,19 @@ def _request_target(line: bytes) -> bytes | None:
 
 def _parse_head(head: bytes) -> tuple[bytes, dict[bytes, bytes], int] | None:
     """The target, headers (lower-case names) and body length of a plain HTTP/1.1 POST head; None
-    for anything else.
+    for anything else. The headers may be shared with other requests: read them, never change them.
 
     `head` ends with the blank line. Deliberately narrow: whatever it does not recognise (another
     version, chunked bodies, an Expect or Upgrade, a percent-encoded path, a malformed line, a
-    repeated header) is left to uvicorn's parser. Written for cost, as it runs on every call: the
-    request line and header lines seen before are looked up whole (`_REQUEST_LINES`,
-    `_HEADER_LINES`), the header lines in C; `translate` finds a
+    repeated header) is left to uvicorn's parser. Written for cost, as it runs on every call: a
+    head seen before is looked up whole (`_HEADS`), and so are the request line and header lines
+    of one that is not (`_REQUEST_LINES`, `_HEADER_LINES`), the header lines in C; `translate` finds a
     character that may not be there (a regex costs more than the rest of the request), and `find`
     stands for `in` (which for bytes first tries the operand as an integer and formats an exception).
     """
+    parsed = _HEADS.get(head)
+    if parsed is not None:
+        return parsed
     lines = head.split(b"\r\n")
     del lines[-2:]  # the blank line's
     target = _REQUEST_LINES.get(lines[0])
@@ -409,4 +418,9 @@ def _parse_head(head: bytes) -> tuple[bytes, dict[bytes, bytes], int] | None:
     connection = headers.get(b"connection")
     if connection is not None and connection.lower() != b"keep-alive":
         return None
-    return target, headers, int(length)
+    parsed = target, headers, int(length)
+    if len(head) <= _HEAD_KEPT_MAX and _NOT_KEPT.isdisjoint(headers):
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[head] = parsed
+    return parsed
