@@ -99,6 +99,24 @@ def _forwarded(headers: dict[bytes, bytes]) -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _modern_json_version(version: bytes | None, ctype: bytes | None, accept: bytes) -> str | None:
+    """The modern-era version a request names, if its headers make it the hot path's: a JSON body,
+    a JSON answer wanted, a version header that is not a handshake version. None: the full path's.
+
+    Of header values only (a client sends the same ones call after call): remembered.
+    """
+    if version is None or ctype is None or not ctype.lower().startswith(b"application/json"):
+        return None
+    text = version.decode("latin-1")
+    if text in jsonrpc.HANDSHAKE_VERSIONS:
+        return None
+    # (bytes `in` bytes formats an exception first: find)
+    if accept.find(b"application/json") < 0 and accept.find(b"*/*") < 0 and accept.find(b"text/event") >= 0:
+        return None  # it wants the answer as a stream
+    return text
+
+
 class StreamableEndpoint:
     def __init__(self, router: Router) -> None:
         self.router = router
@@ -271,22 +289,11 @@ class StreamableEndpoint:
         to wait for, a stream to open) this returns False with nothing done: `post` takes it.
         `headers`: the request's, by name (the caller made sure none is repeated).
         """
-        version_bytes = headers.get(b"mcp-protocol-version")
-        ctype = headers.get(b"content-type")
-        if (
-            version_bytes is None
-            or ctype is None
-            or not ctype.lower().startswith(b"application/json")
-            or headers.get(b"mcp-session-id") is not None
-            or len(body) > self.router.max_body
-        ):
+        version = _modern_json_version(
+            headers.get(b"mcp-protocol-version"), headers.get(b"content-type"), headers.get(b"accept", b"*/*")
+        )
+        if version is None or headers.get(b"mcp-session-id") is not None or len(body) > self.router.max_body:
             return False
-        version = version_bytes.decode("latin-1")
-        if version in jsonrpc.HANDSHAKE_VERSIONS:
-            return False
-        accept = headers.get(b"accept", b"*/*")  # (bytes `in` bytes formats an exception first: find)
-        if accept.find(b"application/json") < 0 and accept.find(b"*/*") < 0 and accept.find(b"text/event") >= 0:
-            return False  # it wants the answer as a stream
         try:
             messages, is_batch = jsonrpc.parse_body(body)
         except jsonrpc.ProtocolError:
