@@ -21,6 +21,8 @@ import httptools
 import httpx
 import pytest
 
+from app.proxy.endpoint_streamable import _forwarded
+from app.proxy.http_client import _HEADER_BLOCKS, _header_block
 from app.server_protocol import _HEADER_LINES, _HEADS, _parse_head
 from tests.support.procs import HOST, SyncRouter, run_router_sync, wait_for
 from tests.support.raw import MODERN, run_raw_http
@@ -293,6 +295,16 @@ def test_a_clients_credentials_are_not_kept_past_its_request() -> None:
         assert parsed[1][b"authorization"] == b"Bearer s3cret"
     assert not [line for line in _HEADER_LINES if b"s3cret" in line]
     assert not [h for h in _HEADS if b"s3cret" in h]
+
+
+def test_credentials_are_not_kept_in_the_tables_of_the_request_to_the_backend() -> None:
+    """The headers sent on are remembered too (their lines, what a request forwards); credentials are not."""
+    block = _header_block({"Accept": "application/json", "authorization": "Bearer s3cret"})
+    assert block == b"Accept: application/json\r\nauthorization: Bearer s3cret\r\n"
+    assert not [pairs for pairs in _HEADER_BLOCKS if "s3cret" in repr(pairs)]
+    headers = {b"authorization": b"Bearer s3cret", b"mcp-method": b"tools/call"}
+    assert _forwarded(headers) == {"authorization": "Bearer s3cret", "mcp-method": "tools/call"}
+    assert _forwarded({b"mcp-method": b"tools/call"}) == {"mcp-method": "tools/call"}
 
 
 def test_the_hot_path_reads_the_heads_clients_send() -> None:

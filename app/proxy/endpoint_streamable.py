@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +35,10 @@ from app.proxy.session import Pending, Session
 from app.proxy.sse import COMMENT_PING, encode
 from app.proxy.streams import RETRY_MS, SINK_BYTES, DirectReply, DirectSink, PostStream, Sink, primes
 
-# Headers a modern-era request carries that the backend must see untouched.
-FORWARDED = frozenset({b"mcp-protocol-version", b"mcp-method", b"mcp-name", b"authorization"})
+# Headers a modern-era request carries that the backend must see untouched: these, and the client's
+# credentials.
+FORWARDED_PLAIN = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
+FORWARDED = frozenset({*FORWARDED_PLAIN, b"authorization"})
 FORWARDED_PREFIXES = (b"mcp-param-",)
 KEEPALIVE = 15.0
 # The router's own event ids: "N" on a session's stream, "N-M" on a POST's answer stream.
@@ -84,15 +86,33 @@ Handed = tuple[Session, Message, Sink]
 _FORWARDED_NAMES = tuple((name, name.decode()) for name in sorted(FORWARDED))
 
 
-def _forwarded(headers: dict[bytes, bytes]) -> dict[str, str]:
-    """The request's headers the backend must see (`headers` by lower-case name, as the hot path has them)."""
+def _forwarded(headers: dict[bytes, bytes]) -> Mapping[str, str]:
+    """The request's headers the backend must see (`headers` by lower-case name, as the hot path has them).
+
+    The mapping may be shared with other requests: read it, never change it.
+    """
+    # Each header is looked at in Python only when some name has a forwarded prefix (one search).
+    prefixed = b"\n".join(headers).find(b"mcp-param-") >= 0
+    if prefixed or b"authorization" in headers:
+        return _read_forwarded(headers, prefixed)
+    get = headers.get
+    return _forwarded_plain(get(FORWARDED_PLAIN[0]), get(FORWARDED_PLAIN[1]), get(FORWARDED_PLAIN[2]))
+
+
+@functools.lru_cache(maxsize=256)
+def _forwarded_plain(*values: bytes | None) -> Mapping[str, str]:
+    """`_forwarded` of a request with neither credentials nor a prefixed header, by the values of
+    FORWARDED_PLAIN: a client sends the same ones call after call (remembered; credentials never are)."""
+    return _read_forwarded({k: v for k, v in zip(FORWARDED_PLAIN, values, strict=True) if v is not None}, False)
+
+
+def _read_forwarded(headers: dict[bytes, bytes], prefixed: bool) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, text in _FORWARDED_NAMES:
         value = headers.get(name)
         if value is not None:
             out[text] = value.decode("latin-1")
-    # Each header is looked at in Python only when some name has a forwarded prefix (one search).
-    if b"\n".join(headers).find(b"mcp-param-") >= 0:
+    if prefixed:
         for k, v in headers.items():
             if k.startswith(FORWARDED_PREFIXES):
                 out[k.decode("latin-1")] = v.decode("latin-1")

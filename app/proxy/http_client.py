@@ -74,11 +74,31 @@ def _target(url: str) -> _Target:
     return _Target(parts.scheme, host, port, path.encode(), host_header.encode(), (parts.scheme, host, port))
 
 
+# Header blocks encoded before, by their (name, value) pairs: a channel sends the same few headers
+# call after call. Never one with credentials (a client's forwarded token, a backend's own).
+_HEADER_BLOCKS: dict[tuple[tuple[str, str], ...], bytes] = {}
+_HEADER_BLOCKS_MAX = 256
+_SECRET_NAMES = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+def _header_block(headers: Mapping[str, str]) -> bytes:
+    """The "name: value" lines of `headers`, each ended by CRLF."""
+    pairs = tuple(headers.items())
+    block = _HEADER_BLOCKS.get(pairs)
+    if block is None:
+        # Joined in C: no Python frame per header.
+        block = "\r\n".join(map(": ".join, pairs)).encode("latin-1") + b"\r\n"
+        if _SECRET_NAMES.isdisjoint(name.lower() for name in headers):
+            if len(_HEADER_BLOCKS) >= _HEADER_BLOCKS_MAX:
+                _HEADER_BLOCKS.clear()
+            _HEADER_BLOCKS[pairs] = block
+    return block
+
+
 def _encode_request(t: _Target, method: str, body: bytes, headers: Mapping[str, str] | None) -> bytes:
     head = method.encode() + b" " + t.path + b" HTTP/1.1\r\nHost: " + t.host_header + b"\r\n"
     if headers:
-        # "name: value" lines joined in C: no Python frame per header (this runs for every call).
-        head += "\r\n".join(map(": ".join, headers.items())).encode("latin-1") + b"\r\n"
+        head += _header_block(headers)
     if body or method in ("POST", "PUT", "PATCH"):
         head += b"Content-Length: %d\r\n" % len(body)
     return head + b"\r\n" + body
