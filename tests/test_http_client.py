@@ -274,3 +274,24 @@ async def test_https_backends_are_verified_and_spoken_to(client: HTTPClient, tmp
             await trusting.close()
     finally:
         srv.close()
+
+
+async def test_a_backends_session_ids_and_cookies_are_read_anew_for_each_answer(client: HTTPClient) -> None:
+    """Answers' headers are remembered to be read faster next time; session ids and cookies are not."""
+    answers = iter([b"s3cret-1", b"s3cret-2"])
+
+    async def per_connection(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader) is not None:
+            sid = next(answers)
+            writer.write(ok(b"{}", b"Mcp-Session-Id: " + sid + b"\r\nSet-Cookie: c=" + sid + b"\r\n"))
+            await writer.drain()
+
+    async with serve(per_connection) as server:
+        for n in (1, 2):
+            resp = await client.request("POST", server.url, b"{}")
+            assert resp.headers["mcp-session-id"] == f"s3cret-{n}"
+            assert resp.headers["set-cookie"] == f"c=s3cret-{n}"
+            assert resp.headers["content-type"] == "application/json"
+            assert await resp.read() == b"{}"
+    assert not [key for key in http_client._HEADER_SETS if b"s3cret" in key]
+    assert not [pair for pair in http_client._HEADERS if b"s3cret" in pair[1]]

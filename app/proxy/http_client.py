@@ -110,7 +110,7 @@ class Response:
     def __init__(self, conn: _Connection, waited: bool = True) -> None:
         self._conn: _Connection | None = conn
         self.status = 0
-        self.headers: dict[str, str] = {}  # names in lower case
+        self.headers: Mapping[str, str] = {}  # names in lower case (may be shared: never changed)
         # Done when the head is in (or failed): for a caller that awaits it (`request`). One taken
         # without a task (`send_now`) has none: `on_progress` tells it.
         self.head: asyncio.Future[None] | None = conn.loop.create_future() if waited else None
@@ -231,8 +231,28 @@ class Response:
 # values), and decoding them again was a dict comprehension of four calls per header per answer.
 _HEADERS: dict[tuple[bytes, bytes], tuple[str, str]] = {}
 _HEADERS_MAX = 1024
+# Whole sets of header lines read before (joined), to what they read as: one lookup instead of one
+# per line. Date changes each second: then the set is new (and its lines, read before, are looked up).
+_HEADER_SETS: dict[bytes, Mapping[str, str]] = {}
+_HEADER_SETS_MAX = 256
+_HEADER_SET_KEPT_MAX = 4096  # bytes
 # A backend's cookies and session ids are read anew each time, never kept past their answer.
 _NOT_KEPT = frozenset({"set-cookie", "mcp-session-id"})
+
+
+def _decode_headers(raw: list[bytes]) -> dict[str, str]:
+    """Headers by lower-case name from `raw`: name, value, name, value, ... as the parser gave them."""
+    if len(_HEADERS) > _HEADERS_MAX:
+        _HEADERS.clear()
+    headers = {}
+    for pair in zip(raw[::2], raw[1::2], strict=True):
+        text = _HEADERS.get(pair)
+        if text is None:
+            text = (pair[0].decode("latin-1").lower(), pair[1].decode("latin-1"))
+            if text[0] not in _NOT_KEPT:
+                _HEADERS[pair] = text
+        headers[text[0]] = text[1]
+    return headers
 
 
 class _Connection(asyncio.Protocol):
@@ -245,7 +265,7 @@ class _Connection(asyncio.Protocol):
         self.response: Response | None = None
         self.closed = False
         self.got_bytes = False  # any byte of the current response seen yet
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: list[bytes] = []  # of the response being read: name, value, name, value, ...
         self._paused = False
         self.idle_since = 0.0
 
@@ -284,7 +304,7 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        self._headers += (name, value)
 
     def on_headers_complete(self) -> None:
         resp = self.response
@@ -293,19 +313,15 @@ class _Connection(asyncio.Protocol):
         resp.status = self.parser.get_status_code()
         raw = self._headers
         self._headers = []
-        try:
-            headers = dict(map(_HEADERS.__getitem__, raw))
-        except KeyError:  # a header not seen before: decode each, and remember it
-            if len(_HEADERS) > _HEADERS_MAX:
-                _HEADERS.clear()
-            headers = {}
-            for pair in raw:
-                text = _HEADERS.get(pair)
-                if text is None:
-                    text = (pair[0].decode("latin-1").lower(), pair[1].decode("latin-1"))
-                    if text[0] not in _NOT_KEPT:
-                        _HEADERS[pair] = text
-                headers[text[0]] = text[1]
+        # No name or value holds a CRLF (the parser ends them there): the key is this set's alone.
+        key = b"\r\n".join(raw)
+        headers = _HEADER_SETS.get(key)
+        if headers is None:
+            headers = _decode_headers(raw)
+            if len(key) <= _HEADER_SET_KEPT_MAX and _NOT_KEPT.isdisjoint(headers):
+                if len(_HEADER_SETS) >= _HEADER_SETS_MAX:
+                    _HEADER_SETS.clear()
+                _HEADER_SETS[key] = headers
         resp.headers = headers
         resp.keep_alive = self.parser.should_keep_alive()
         resp.until_eof = "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
