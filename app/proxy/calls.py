@@ -82,8 +82,8 @@ class RouterCalls:
 
     def take(self, msg: Message) -> bool:
         """Claim a reply to one of our own requests."""
-        if not msg.is_response:
-            return False
+        if not self._waiting or not msg.is_response:
+            return False  # (none waiting: the common case, asked of every answer to a client)
         waiting = self._waiting.get(msg.id) if msg.id is not None else None
         if waiting is None:
             return False

@@ -295,7 +295,7 @@ class StreamableEndpoint:
                 await respond_error(send, target.status, target.code, target.text, target.msg_id)
             return
         session, headers = target
-        self.router.modern_clients.seen(session.backend.name, messages[0].params.get("_meta"), version)
+        self.router.modern_clients.seen(session.backend.name, jsonrpc.msg_meta(messages[0]), version)
         await self._dispatch(session, messages, False, scope, receive, send, headers, modern=True)
 
     # ------------------------------------------------------------------ POST, the hot path
@@ -324,7 +324,7 @@ class StreamableEndpoint:
         if not request.is_request:
             return False
         # The `_meta` envelope, read once here for both its uses (what jsonrpc.meta_version reads).
-        meta = request.params.get("_meta")
+        meta = jsonrpc.msg_meta(request)
         if isinstance(meta, dict):
             meta_version = meta.get(jsonrpc.META_PROTOCOL_VERSION)
             if isinstance(meta_version, str) and meta_version != version:

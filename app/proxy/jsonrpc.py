@@ -268,9 +268,19 @@ def notification(method: str, params: JSON | None = None) -> Message:
     return Message(data)
 
 
+def msg_meta(msg: Message) -> Any:
+    """What a message's params hold as `_meta` (None: nothing).
+
+    Read for every call on the hot path, so without the `params` property (validated params are
+    a dict when present).
+    """
+    params = msg.data.get("params")
+    return params.get("_meta") if type(params) is dict else None
+
+
 def meta_version(msg: Message) -> str | None:
     """The protocol version a modern-era message carries in its `_meta` envelope."""
-    meta = msg.params.get("_meta")
+    meta = msg_meta(msg)
     if isinstance(meta, dict):
         v = meta.get(META_PROTOCOL_VERSION)
         if isinstance(v, str):
@@ -279,7 +289,7 @@ def meta_version(msg: Message) -> str | None:
 
 
 def progress_token(msg: Message) -> str | int | None:
-    meta = msg.params.get("_meta")
+    meta = msg_meta(msg)
     if isinstance(meta, dict):
         tok = meta.get("progressToken")
         if type(tok) is int or type(tok) is str:

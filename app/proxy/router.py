@@ -12,7 +12,7 @@ from app.proxy.backend import Backend, CommandResult
 from app.proxy.config import BackendConfig, ConfigError, quote
 from app.proxy.events import BackendListEvent, EventBus, RouterEvent, SessionEvent
 from app.proxy.http_client import HTTPClient
-from app.proxy.jsonrpc import JSON
+from app.proxy.jsonrpc import JSON, msg_meta
 from app.proxy.limits import DEFAULT_MAX_MESSAGE
 from app.proxy.modern_clients import ModernClients, identity
 from app.proxy.session import ClientTransport, Era, Session
@@ -268,7 +268,7 @@ class Router:
             shared = backend.modern_session
             if shared is not None and not shared.closed:
                 for p in shared.pending.values():
-                    pending[(backend.name, *identity(p.msg.params.get("_meta")))] += 1
+                    pending[(backend.name, *identity(msg_meta(p.msg)))] += 1
         return handshake + self.modern_clients.snapshot(self.backends, self.session_idle_timeout, pending)
 
     def __repr__(self) -> str:

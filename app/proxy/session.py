@@ -71,7 +71,7 @@ META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
 
 
 def _asked_for_log(request: Message, level: object) -> bool:
-    meta = request.params.get("_meta")
+    meta = jsonrpc.msg_meta(request)
     wanted = meta.get(META_LOG_LEVEL) if isinstance(meta, dict) else None
     if wanted not in LOG_LEVELS or level not in LOG_LEVELS:
         return wanted is not None
