@@ -13,6 +13,7 @@ the per-call cost, so the head waits for the first body chunk.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -166,13 +167,13 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._partial = data
             self._partial_head = (end, request)  # the head is whole: only the body is awaited
             return None
-        path, _, query = target.partition(b"?")
+        path, query, path_text = _split_target(self.root_path, target)
         # What the hot path reads; the rest of an ASGI scope (its header list among it) is added if
         # it hands the request over. The headers go to the app as the dict.
         scope = {
             "type": "http",
             "method": "POST",
-            "path": self.root_path + path.decode("ascii"),
+            "path": path_text,
             "raw_path": path,
             "query_string": query,
             DISCONNECT_HOOKS: [],
@@ -345,6 +346,13 @@ _REQUEST_LINES: dict[bytes, bytes] = {}
 _HEADS: dict[bytes, tuple[bytes, dict[bytes, bytes], int]] = {}
 _HEADS_MAX = 256
 _HEAD_KEPT_MAX = 4096  # bytes: the table holds at most a megabyte
+
+
+@functools.lru_cache(maxsize=256)
+def _split_target(root_path: str, target: bytes) -> tuple[bytes, bytes, str]:
+    """A request target's path, query, and the scope's path text (a client posts to the same one)."""
+    path, _, query = target.partition(b"?")
+    return path, query, root_path + path.decode("ascii")
 
 
 def _header_line(line: bytes) -> tuple[bytes, bytes] | None:

@@ -213,7 +213,7 @@ class RouterApp:
                     self._hosts_ok[host] = ok
             if not ok:
                 return False
-        route = self._mcp_route(scope)
+        route = _post_route(scope["path"])
         if route is None or route[0] != "streamable":
             return False
         if self.token_everywhere:
@@ -273,6 +273,12 @@ class RouterApp:
             await _unauthorized(send, "the management API needs the router's token")
         else:
             await self.admin(scope, receive, send)
+
+
+@functools.lru_cache(maxsize=256)
+def _post_route(path: str) -> tuple[str, str | None] | None:
+    """`RouterApp._mcp_route` of a POST: it depends on the path alone (a client posts to the same one)."""
+    return RouterApp._mcp_route({"type": "http", "method": "POST", "path": path, "headers": []})
 
 
 async def _unauthorized(send: Send, why: str) -> None:
