@@ -96,12 +96,18 @@ def _header_block(headers: Mapping[str, str]) -> bytes:
 
 
 def _encode_request(t: _Target, method: str, body: bytes, headers: Mapping[str, str] | None) -> bytes:
-    head = method.encode() + b" " + t.path + b" HTTP/1.1\r\nHost: " + t.host_header + b"\r\n"
-    if headers:
-        head += _header_block(headers)
+    block = _header_block(headers) if headers else b""
     if body or method in ("POST", "PUT", "PATCH"):
-        head += b"Content-Length: %d\r\n" % len(body)
-    return head + b"\r\n" + body
+        # One formatting, not a concatenation per part (each a copy of all before it).
+        return b"%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n%s" % (
+            method.encode(),
+            t.path,
+            t.host_header,
+            block,
+            len(body),
+            body,
+        )
+    return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (method.encode(), t.path, t.host_header, block)
 
 
 class Response:
