@@ -307,6 +307,16 @@ def test_credentials_are_not_kept_in_the_tables_of_the_request_to_the_backend() 
     assert _forwarded({b"mcp-method": b"tools/call"}) == {"mcp-method": "tools/call"}
 
 
+def test_a_request_forwards_its_mcp_param_headers_and_only_its_own() -> None:
+    """What a request forwards is remembered by its header names and values: never another's."""
+    plain = {b"host": b"h", b"mcp-method": b"tools/call", b"mcp-name": b"echo"}
+    assert _forwarded(plain) == {"mcp-method": "tools/call", "mcp-name": "echo"}
+    with_param = {**plain, b"mcp-param-region": b"eu"}
+    assert _forwarded(with_param) == {"mcp-method": "tools/call", "mcp-name": "echo", "mcp-param-region": "eu"}
+    assert _forwarded({**plain, b"mcp-param-region": b"us"})["mcp-param-region"] == "us"
+    assert _forwarded(plain) == {"mcp-method": "tools/call", "mcp-name": "echo"}
+
+
 def test_the_hot_path_reads_the_heads_clients_send() -> None:
     """Not a parser that refuses everything: the plain heads of SDK and browser clients are its own."""
     assert _parse_head(HEADS[0]) is not None

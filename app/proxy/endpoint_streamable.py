@@ -91,12 +91,18 @@ def _forwarded(headers: dict[bytes, bytes]) -> Mapping[str, str]:
 
     The mapping may be shared with other requests: read it, never change it.
     """
-    # Each header is looked at in Python only when some name has a forwarded prefix (one search).
-    prefixed = b"\n".join(headers).find(b"mcp-param-") >= 0
+    prefixed = _any_prefixed(tuple(headers))
     if prefixed or b"authorization" in headers:
         return _read_forwarded(headers, prefixed)
     get = headers.get
     return _forwarded_plain(get(FORWARDED_PLAIN[0]), get(FORWARDED_PLAIN[1]), get(FORWARDED_PLAIN[2]))
+
+
+@functools.lru_cache(maxsize=256)
+def _any_prefixed(names: tuple[bytes, ...]) -> bool:
+    """Whether a forwarded prefix begins any of these header names. A client sends the same ones
+    call after call (the same objects too, from the head parser's tables: hashed once)."""
+    return any(name.startswith(FORWARDED_PREFIXES) for name in names)
 
 
 @functools.lru_cache(maxsize=256)
