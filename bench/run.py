@@ -16,8 +16,9 @@ round) so that drift on the machine hits them equally:
                  (`mcp-router-tui` in a 200x50 pseudo-terminal) AT THE SAME TIME, their calls
                  interleaved, with `/` pressed in the TUI meanwhile and timed until the trace filter
                  is drawn (skipped if the TUI does not start); the load comes from minimal HTTP
-                 clients (bench/rawclient.py) and goes to a minimal backend (bench/rawserver.py) that
-                 each router also has
+                 clients (bench/rawclient.py) and goes, half each, to two minimal backends
+                 (bench/rawserver.py) that every router also has: one answering after 2.5 ms (as
+                 long as the SDK's server takes here), one at once
 
 The load generator never runs in this (orchestrating) process: it runs in --workers separate
 worker processes (this file with --worker), each owning sessions/workers of the sessions. The
