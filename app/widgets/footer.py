@@ -12,10 +12,10 @@ class SteadyFooter(Footer):
     """Textual's `Footer`, minus the work it does for nothing.
 
     `Footer` composes its keys again (every key widget removed and mounted anew, then a layout of
-    the screen: 10-50 ms with the trace running) at every update of the screen's bindings, and
-    those come at each change of focus and at each letter typed into an input, mostly with the
-    same keys to show. Under traffic that stall holds every call the router is carrying. This one
-    composes again only when what it would show differs.
+    the screen: 10-50 ms with the trace running) at every update of the screen's bindings, and a
+    change of focus sends two, the second with the same keys to show. Under traffic that stall
+    holds every call the router is carrying. This one composes again only when what it would show
+    differs.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
