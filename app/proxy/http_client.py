@@ -261,6 +261,80 @@ def _decode_headers(raw: list[bytes]) -> dict[str, str]:
     return headers
 
 
+class _HeadReader:
+    """What httptools reports of one response head (see `_read_head`)."""
+
+    __slots__ = ("done", "raw")
+
+    def __init__(self) -> None:
+        self.raw: list[bytes] = []
+        self.done = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.raw += (name, value)
+
+    def on_headers_complete(self) -> None:
+        self.done = True
+
+
+# A response head read whole: status, headers (see `_decode_headers`), body length, keep-alive.
+_WholeHead = tuple[int, Mapping[str, str], int, bool]
+# Response heads read before, by their bytes: a backend sends the same head answer after answer
+# (Date changes each second; Content-Length among few values). None: not one for `_read_whole`.
+_WHOLE_HEADS: dict[bytes, _WholeHead | None] = {}
+_WHOLE_HEADS_MAX = 256
+
+
+_NOT_WHOLE: _WholeHead = (0, {}, -1, False)  # a head `_read_whole` leaves to the parser (no length matches)
+
+
+def _read_head(head: bytes) -> _WholeHead:
+    """A response head read by httptools, if its body is plainly Content-Length bytes (else `_NOT_WHOLE`)."""
+    reader = _HeadReader()
+    parser = httptools.HttpResponseParser(reader)
+    try:
+        parser.feed_data(head)
+    except httptools.HttpParserError:
+        return _NOT_WHOLE  # the parser proper says why, on the usual path
+    if not reader.done:
+        return _NOT_WHOLE
+    headers = _decode_headers(reader.raw)
+    length = headers.get("content-length", "")
+    if "transfer-encoding" in headers or not length.isdigit() or len(reader.raw) // 2 != len(headers):
+        return _NOT_WHOLE  # chunked, or to the end, or a name given twice: the parser's, with all its rules
+    return parser.get_status_code(), headers, int(length), parser.should_keep_alive()
+
+
+def _read_whole(resp: Response, data: bytes) -> bool:
+    """Take `data` as the whole of `resp`, if it is exactly one response with a plain head.
+
+    The hot path's answers come so, in one read: this reads them without the parser's callbacks
+    (a Python call per header, the head, the body and the end). Anything else is left to the
+    parser, which has seen none of it.
+    """
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    head = data[: end + 4]
+    known = _WHOLE_HEADS.get(head)
+    if known is None:
+        known = _read_head(head)
+        if len(head) <= _HEADER_SET_KEPT_MAX and _NOT_KEPT.isdisjoint(known[1]):
+            if len(_WHOLE_HEADS) >= _WHOLE_HEADS_MAX:
+                _WHOLE_HEADS.clear()
+            _WHOLE_HEADS[head] = known
+    if known[2] != len(data) - end - 4:
+        return False
+    resp.status, resp.headers, length, resp.keep_alive = known
+    if length:
+        resp._chunks.append(data[end + 4 :])
+        resp.buffered = length
+    resp.complete = True
+    assert resp.on_progress is not None
+    resp.on_progress(resp)
+    return True
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, pool: HTTPClient, origin: tuple[str, str, int]) -> None:
         self.pool = pool
@@ -280,14 +354,18 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
 
     def data_received(self, data: bytes) -> None:
-        if self.response is None:
+        resp = self.response
+        if resp is None:
             self.close()  # an idle connection has nothing to say; a server that speaks anyway is broken
             return
-        self.got_bytes = True
+        if not self.got_bytes:
+            self.got_bytes = True
+            if resp.on_progress is not None and _read_whole(resp, data):
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self.response._fail(ConnectionBroke(f"backend sent invalid HTTP: {exc}"))
+            resp._fail(ConnectionBroke(f"backend sent invalid HTTP: {exc}"))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
