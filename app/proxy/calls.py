@@ -39,13 +39,13 @@ class RouterCallTimeout(RouterCallError):
 class RouterCalls:
     def __init__(self) -> None:
         # By id: the channel it was sent on (only that channel's loss fails it) and its answer.
-        self._waiting: dict[RequestId, tuple[Channel, asyncio.Future[Message]]] = {}
+        self.waiting: dict[RequestId, tuple[Channel, asyncio.Future[Message]]] = {}
 
     async def call(self, channel: Channel, method: str, params: JSON | None = None, timeout: float = 10.0) -> JSON:
         """Send a request and return its result; errors and silence raise RouterCallError."""
         rid = new_router_id()
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._waiting[rid] = (channel, fut)
+        self.waiting[rid] = (channel, fut)
         try:
             # The send is inside the timeout: over HTTP it waits for the answer's head, and a
             # backend that accepts the connection and never answers would hold it forever.
@@ -55,7 +55,7 @@ class RouterCalls:
         except TimeoutError:
             raise RouterCallTimeout(method, timeout) from None
         finally:
-            self._waiting.pop(rid, None)
+            self.waiting.pop(rid, None)
         if reply.is_error:
             err = reply.data.get("error") or {}
             raise RouterCallError(method, f"error {err.get('code')}: {err.get('message')}")
@@ -69,7 +69,7 @@ class RouterCalls:
         rid = msg.id
         assert rid is not None
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._waiting[rid] = (channel, fut)
+        self.waiting[rid] = (channel, fut)
         try:
             # As in `call`: the send is inside the timeout (over HTTP it waits for the answer's head).
             async with asyncio.timeout(timeout):
@@ -78,13 +78,13 @@ class RouterCalls:
         except TimeoutError:
             raise RouterCallTimeout(msg.method or "request", timeout) from None
         finally:
-            self._waiting.pop(rid, None)
+            self.waiting.pop(rid, None)
 
     def take(self, msg: Message) -> bool:
         """Claim a reply to one of our own requests."""
-        if not self._waiting or not msg.is_response:
+        if not self.waiting or not msg.is_response:
             return False  # (none waiting: the common case, asked of every answer to a client)
-        waiting = self._waiting.get(msg.id) if msg.id is not None else None
+        waiting = self.waiting.get(msg.id) if msg.id is not None else None
         if waiting is None:
             return False
         fut = waiting[1]
@@ -96,7 +96,7 @@ class RouterCalls:
         """`channel` is lost: what was sent on it gets no answer. Calls on the session's other
         channels go on (at a blue/green move the old process may end while the new one's handshake
         is being replayed)."""
-        for rid, (ch, fut) in list(self._waiting.items()):
+        for rid, (ch, fut) in list(self.waiting.items()):
             if ch is channel and not fut.done():
                 fut.set_result(jsonrpc.error(rid, jsonrpc.BACKEND_LOST, reason))
 

@@ -327,11 +327,13 @@ class StreamableEndpoint:
         if is_batch:
             return False
         request = messages[0]
-        if not request.is_request:
-            return False
-        # The `_meta` envelope, read once here for both its uses (what jsonrpc.meta_version reads).
-        meta = jsonrpc.msg_meta(request)
-        if isinstance(meta, dict):
+        data = request.data
+        if request.id is None or "method" not in data:
+            return False  # not a request (`is_request`: a validated request's id is never null)
+        # The `_meta` envelope, read once here for all its uses (what jsonrpc.msg_meta reads).
+        params = data.get("params")
+        meta = params.get("_meta") if type(params) is dict else None
+        if type(meta) is dict:
             meta_version = meta.get(jsonrpc.META_PROTOCOL_VERSION)
             if isinstance(meta_version, str) and meta_version != version:
                 return False  # the full path answers the mismatch
@@ -341,12 +343,14 @@ class StreamableEndpoint:
             return False
         if backend.transport == "sse":
             return False
-        session = self.router.modern_session(backend)
+        session = backend.modern_session
+        if session is None or session.closed:
+            session = self.router.modern_session(backend)
         forwarded = _forwarded(headers)
         sink = DirectSink(reply, request.id, modern_status)
         handed: Handed = (session, request, sink)
         scope[HANDED_OVER] = handed  # read only if the sink hands over
-        if not session.send_now(request, sink, forwarded):
+        if not session.send_now(request, sink, forwarded, meta):
             del scope[HANDED_OVER]
             return False
         # Sent: from here on the request is this path's, whatever happens (never sent twice).

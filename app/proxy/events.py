@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -325,10 +325,26 @@ class Subscription:
         self._bus._wanted.clear()
 
 
+class _Wanted(dict[type[Event], bool]):
+    """Whether anyone listens for each kind of event: worked out when first asked, and remembered
+    until the subscribers change (they clear it)."""
+
+    def __init__(self, subscribers: set[Subscription]) -> None:
+        super().__init__()
+        self._subscribers = subscribers
+
+    def __missing__(self, kind: type[Event]) -> bool:
+        wanted = self[kind] = any(sub.kinds is None or kind in sub.kinds for sub in self._subscribers)
+        return wanted
+
+
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
-        self._wanted: dict[type[Event], bool] = {}  # `wants`, remembered until the subscribers change
+        self._wanted = _Wanted(self._subscribers)
+        # Whether anyone listens for this kind: the hot path builds no event nobody reads. The
+        # table's own lookup, so that asking (twice a call on the hot path) runs no Python code.
+        self.wants: Callable[[type[Event]], bool] = self._wanted.__getitem__
 
     def subscribe(self, maxsize: int = 10_000, kinds: Iterable[type[Event]] | None = None) -> Subscription:
         """A queue of the events published from now on: of the given kinds, or of every kind."""
@@ -336,13 +352,6 @@ class EventBus:
         self._subscribers.add(sub)
         self._wanted.clear()
         return sub
-
-    def wants(self, kind: type[Event]) -> bool:
-        """Whether anyone listens for this kind: the hot path builds no event nobody reads."""
-        wanted = self._wanted.get(kind)
-        if wanted is None:
-            wanted = self._wanted[kind] = any(sub.kinds is None or kind in sub.kinds for sub in self._subscribers)
-        return wanted
 
     def publish(self, event: Event) -> None:
         kind = type(event)

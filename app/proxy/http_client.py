@@ -110,6 +110,11 @@ def _encode_request(t: _Target, method: str, body: bytes, headers: Mapping[str, 
     return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (method.encode(), t.path, t.host_header, block)
 
 
+def _with_body(head: bytes, body: bytes) -> bytes:
+    """A request from `head` (a `request_head`) and its body."""
+    return b"%s%d\r\n\r\n%s" % (head, len(body), body)
+
+
 class Response:
     """One response: status and headers at once, the body as it arrives."""
 
@@ -173,7 +178,9 @@ class Response:
         body = b"".join(self._chunks) if len(self._chunks) != 1 else self._chunks[0]
         self._chunks.clear()
         self.buffered = 0
-        self.release()
+        conn, self._conn = self._conn, None  # `release`, without its frame (every hot-path answer)
+        if conn is not None:
+            conn.finished(self)
         return body
 
     async def _wait(self) -> None:
@@ -519,18 +526,21 @@ class HTTPClient:
 
     def take_idle(self, url: str) -> _Connection | None:
         """A kept-alive connection to `url` for `send_now`, if one is idle (give it back with `put_idle`)."""
-        return self._take_idle(self._target(url).origin)
+        t = self._targets.get(url)  # (`_target`'s table, read here without its frame: every call)
+        return self._take_idle(t.origin if t is not None else self._target(url).origin)
+
+    def request_head(self, method: str, url: str, headers: Mapping[str, str]) -> tuple[bytes, bool]:
+        """A request's line and headers up to its Content-Length's value, for `send_now`; and
+        whether it may be kept for later requests (it carries no credentials)."""
+        head = _encode_request(self._target(url), method, b"", headers)
+        assert head.endswith(b"Content-Length: 0\r\n\r\n")
+        head = head[:-5]
+        return head, _SECRET_NAMES.isdisjoint(name.lower() for name in headers)
 
     def send_now(
-        self,
-        conn: _Connection,
-        method: str,
-        url: str,
-        body: bytes,
-        headers: Mapping[str, str],
-        on_progress: Callable[[Response], None],
+        self, conn: _Connection, head: bytes, body: bytes, on_progress: Callable[[Response], None]
     ) -> Response:
-        """Send on `conn` (from `take_idle`) without waiting.
+        """Send a request (its `request_head`, then `body`) on `conn` (from `take_idle`) without waiting.
 
         The hot path: no task waits for the answer; `on_progress` sees the response (its head,
         its end or failure) from the connection's own callbacks. A caller that needs to wait
@@ -538,7 +548,7 @@ class HTTPClient:
         """
         resp = Response(conn, waited=False)
         resp.on_progress = on_progress
-        conn.send(resp, _encode_request(self._target(url), method, body, headers))
+        conn.send(resp, _with_body(head, body))
         return resp
 
     def _take_idle(self, origin: tuple[str, str, int]) -> _Connection | None:

@@ -332,15 +332,16 @@ class Session:
         if p is not None:
             await self._forward(p)
 
-    def send_now(self, msg: Message, sink: Sink, headers: Mapping[str, str] | None) -> bool:
+    def send_now(self, msg: Message, sink: Sink, headers: Mapping[str, str] | None, meta: object) -> bool:
         """The hot path: forward a plain modern-era request at once, its answer to `sink` without a task.
 
         Only when nothing can make it wait or need the full path: the channel is up and can send on
         a kept-alive connection, and the method is one the session keeps no state for. False means
         nothing happened (use `client_request`); True that the request is in flight like any other.
+        `msg` is a request; `meta` what its params hold as `_meta` (`jsonrpc.msg_meta`).
         """
         ch = self.channel
-        method = msg.method
+        method = msg.data["method"]
         if (
             self.closed
             or not self.shared
@@ -355,8 +356,9 @@ class Session:
             return False
         client_id = msg.id
         p: Pending | None = None
-        if client_id is not None and method is not None and client_id not in self.pending:
-            if jsonrpc.progress_token(msg) is None:
+        if client_id is not None and client_id not in self.pending:
+            token = meta.get("progressToken") if type(meta) is dict else None
+            if type(token) is not int and type(token) is not str:  # (`jsonrpc.progress_token`: none)
                 # What `_admit` does for such a request (its id kept, nothing to rename, nothing the
                 # session keeps), without the steps every other kind of request needs.
                 self.last_activity = time.time()
@@ -372,10 +374,11 @@ class Session:
         ch.send_now(conn, p.msg, p.headers)
         # After the send (its answer cannot come before). Sent, it is this path's whatever happens:
         # a failure here must not send it again by the full path.
-        try:
-            self._publish_traffic("client->backend", msg)
-        except Exception as exc:  # a bug in building the event: the call itself is fine
-            self.router.log(self.backend.name, f"could not show a request in the trace: {exc!r}")
+        if self.router.bus.wants(TrafficEvent):
+            try:
+                self._publish_traffic("client->backend", msg)
+            except Exception as exc:  # a bug in building the event: the call itself is fine
+                self.router.log(self.backend.name, f"could not show a request in the trace: {exc!r}")
         return True
 
     def _admit(
@@ -737,7 +740,7 @@ class Session:
     # ------------------------------------------------------------------ from the backend
     def on_backend_message(self, channel: Channel, msg: Message, related: RequestId | None, status: int | None) -> None:
         self.backend.last_heard = time.perf_counter()
-        if self.calls.take(msg) or self.closed:
+        if (self.calls.waiting and self.calls.take(msg)) or self.closed:
             return
         data = msg.data
         if "method" not in data:
@@ -783,8 +786,14 @@ class Session:
         if p.method == "initialize" and not msg.is_error:
             out = self._initialized(channel, out)
         latency = time.perf_counter() - p.started
-        self._deliver(out, p, status)  # the client first: the event is for views, which poll anyway
-        self._publish_traffic("backend->client", out, latency, p.method)
+        # The client first: the event is for views, which poll anyway.
+        sink = p.sink
+        if sink is not None and not sink.closed:
+            sink.put(out, status)  # (`_deliver`'s first case, without its frame: every answer)
+        else:
+            self._deliver(out, p, status)
+        if self.router.bus.wants(TrafficEvent):
+            self._publish_traffic("backend->client", out, latency, p.method)
 
     def _backend_notification(self, channel: Channel, msg: Message, related: RequestId | None) -> None:
         p = self.pending.get(related) if related is not None else None

@@ -149,9 +149,11 @@ class DirectSink(Sink):
                 super().put(msg, status)
             return
         self.reply = None
-        if msg.is_response and msg.id == self.request_id:
-            self.closed = True
-            reply.respond(self.status_of(msg, status), msg.raw)
+        data = msg.data
+        if "method" not in data and ("result" in data or "error" in data) and msg.id == self.request_id:
+            self.closed = True  # (`msg.is_response`, without its frame: every hot-path answer)
+            # The backend's status as it is (what `status_of` gives when there is one).
+            reply.respond(status if status is not None else self.status_of(msg, status), msg.raw)
             return
         self.queue = _CostedQueue()
         super().put(msg, status)

@@ -91,11 +91,27 @@ class StreamableHTTPChannel(HTTPChannel):
         A JSON answer that arrives whole is delivered from the connection's callbacks; anything
         else (an SSE stream, a large body, a failure) goes to the usual coroutine.
         """
-        resp = self.http.send_now(
-            conn, "POST", self.url, msg.raw, self._headers(headers), functools.partial(self._progress, msg)
-        )
+        # The request's head, as sent before with the same forwarded headers (the endpoint gives
+        # the same mapping for the same ones) and the same session and version.
+        key = (id(headers), self.session_id, self.protocol_version)
+        known = self._heads_now.get(key)
+        if known is not None and known[0] is headers:  # (the entry holds `headers`: its id is not reused)
+            head = known[1]
+        else:
+            head, keep = self.http.request_head("POST", self.url, self._headers(headers))
+            if keep:
+                if len(self._heads_now) >= 64:
+                    self._heads_now.clear()
+                self._heads_now[key] = (headers, head)
+        resp = self.http.send_now(conn, head, msg.raw, functools.partial(self._progress, msg))
         if msg.id is not None:
             self._waiting_now[msg.id] = resp
+
+    @functools.cached_property
+    def _heads_now(self) -> dict[tuple[int, str | None, str | None], tuple[Mapping[str, str] | None, bytes]]:
+        """`send_now`'s request heads, by forwarded headers, session id and version: never one
+        with credentials (a client's forwarded token, a backend's own)."""
+        return {}
 
     @functools.cached_property
     def _waiting_now(self) -> dict[RequestId, Response]:
@@ -105,7 +121,9 @@ class StreamableHTTPChannel(HTTPChannel):
     def _progress(self, msg: Message, resp: Response) -> None:
         if resp.complete:
             resp.on_progress = None
-            self._forget_now(msg, resp)
+            rid = msg.id
+            if rid is not None and self._waiting_now.get(rid) is resp:  # `_forget_now`, without its frame
+                del self._waiting_now[rid]
             ctype = resp.headers.get("content-type", "")
             if resp.status == 202 or not ctype.startswith("application/json") or resp.buffered > FAST_ANSWER_MAX:
                 self._spawn_answer(msg, resp)
@@ -192,6 +210,13 @@ class StreamableHTTPChannel(HTTPChannel):
                 )
                 self._request_failed(msg.id, f"backend sent an invalid answer (HTTP {status}): {exc.message}")
                 return
+            if len(messages) == 1 and msg.id is not None:
+                m = messages[0]
+                # `_deliver_json`'s common case, without its frame: a request's answer alone (a
+                # validated message with no method and a non-null id is a response).
+                if m.id == msg.id and "method" not in m.data and "method" in msg.data:
+                    self.listener.on_backend_message(self, m, msg.id, status)
+                    return
             self._deliver_json(msg, messages, status)
             return
         text = body[:300].decode("utf-8", "replace").strip()
