@@ -110,11 +110,6 @@ def _encode_request(t: _Target, method: str, body: bytes, headers: Mapping[str, 
     return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (method.encode(), t.path, t.host_header, block)
 
 
-def _with_body(head: bytes, body: bytes) -> bytes:
-    """A request from `head` (a `request_head`) and its body."""
-    return b"%s%d\r\n\r\n%s" % (head, len(body), body)
-
-
 class Response:
     """One response: status and headers at once, the body as it arrives."""
 
@@ -548,7 +543,7 @@ class HTTPClient:
         """
         resp = Response(conn, waited=False)
         resp.on_progress = on_progress
-        conn.send(resp, _with_body(head, body))
+        conn.send(resp, b"%s%d\r\n\r\n%s" % (head, len(body), body))
         return resp
 
     def _take_idle(self, origin: tuple[str, str, int]) -> _Connection | None:
