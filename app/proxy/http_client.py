@@ -266,17 +266,21 @@ def _decode_headers(raw: list[bytes]) -> dict[str, str]:
 class _HeadReader:
     """What httptools reports of one response head (see `_read_head`)."""
 
-    __slots__ = ("done", "raw")
+    __slots__ = ("keep_alive", "parser", "raw")
 
     def __init__(self) -> None:
         self.raw: list[bytes] = []
-        self.done = False
+        self.keep_alive: bool | None = None  # None: the head did not end
+        self.parser: httptools.HttpResponseParser | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.raw += (name, value)
 
     def on_headers_complete(self) -> None:
-        self.done = True
+        assert self.parser is not None
+        # Asked now: a head with Content-Length: 0 is a whole message, and once it ends the parser
+        # says False (a notification's 202 would close its connection).
+        self.keep_alive = self.parser.should_keep_alive()
 
 
 # A response head read whole: status, headers (see `_decode_headers`), body length, keep-alive.
@@ -293,18 +297,18 @@ _NOT_WHOLE: _WholeHead = (0, {}, -1, False)  # a head `_read_whole` leaves to th
 def _read_head(head: bytes) -> _WholeHead:
     """A response head read by httptools, if its body is plainly Content-Length bytes (else `_NOT_WHOLE`)."""
     reader = _HeadReader()
-    parser = httptools.HttpResponseParser(reader)
+    parser = reader.parser = httptools.HttpResponseParser(reader)
     try:
         parser.feed_data(head)
     except httptools.HttpParserError:
         return _NOT_WHOLE  # the parser proper says why, on the usual path
-    if not reader.done:
+    if reader.keep_alive is None:
         return _NOT_WHOLE
     headers = _decode_headers(reader.raw)
     length = headers.get("content-length", "")
     if "transfer-encoding" in headers or not length.isdigit() or len(reader.raw) // 2 != len(headers):
         return _NOT_WHOLE  # chunked, or to the end, or a name given twice: the parser's, with all its rules
-    return parser.get_status_code(), headers, int(length), parser.should_keep_alive()
+    return parser.get_status_code(), headers, int(length), reader.keep_alive
 
 
 def _read_whole(resp: Response, data: bytes) -> bool:
