@@ -291,11 +291,11 @@ _WHOLE_HEADS: dict[bytes, _WholeHead | None] = {}
 _WHOLE_HEADS_MAX = 256
 
 
-_NOT_WHOLE: _WholeHead = (0, {}, -1, False)  # a head `_read_whole` leaves to the parser (no length matches)
+_NOT_WHOLE: _WholeHead = (0, {}, -1, False)  # a head httptools could not read: the parser's, never kept
 
 
 def _read_head(head: bytes) -> _WholeHead:
-    """A response head read by httptools, if its body is plainly Content-Length bytes (else `_NOT_WHOLE`)."""
+    """A response head read by httptools, with a length of -1 unless its body is plainly Content-Length bytes."""
     reader = _HeadReader()
     parser = reader.parser = httptools.HttpResponseParser(reader)
     try:
@@ -307,7 +307,9 @@ def _read_head(head: bytes) -> _WholeHead:
     headers = _decode_headers(reader.raw)
     length = headers.get("content-length", "")
     if "transfer-encoding" in headers or not length.isdigit() or len(reader.raw) // 2 != len(headers):
-        return _NOT_WHOLE  # chunked, or to the end, or a name given twice: the parser's, with all its rules
+        # Chunked, or to the end, or a name given twice: the parser's, with all its rules. Its headers
+        # still say whether the head may be kept (it may carry a session id).
+        return 0, headers, -1, False
     return parser.get_status_code(), headers, int(length), reader.keep_alive
 
 
@@ -325,7 +327,7 @@ def _read_whole(resp: Response, data: bytes) -> bool:
     known = _WHOLE_HEADS.get(head)
     if known is None:
         known = _read_head(head)
-        if len(head) <= _HEADER_SET_KEPT_MAX and _NOT_KEPT.isdisjoint(known[1]):
+        if known is not _NOT_WHOLE and len(head) <= _HEADER_SET_KEPT_MAX and _NOT_KEPT.isdisjoint(known[1]):
             if len(_WHOLE_HEADS) >= _WHOLE_HEADS_MAX:
                 _WHOLE_HEADS.clear()
             _WHOLE_HEADS[head] = known
