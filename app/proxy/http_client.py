@@ -395,6 +395,14 @@ class _Connection(asyncio.Protocol):
         pass
 
     # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        resp = self.response
+        if resp is None or resp.complete:
+            # More than one answer to one request (or bytes past its length), in the read that ended
+            # it or before it was taken: the server is broken. Raised to stop the parser before any of
+            # it is read into an answer; `data_received` closes the connection, as for an idle one.
+            raise ConnectionBroke("backend sent more than its answer")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers += (name, value)
 
