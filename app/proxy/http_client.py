@@ -286,8 +286,8 @@ class _HeadReader:
 # A response head read whole: status, headers (see `_decode_headers`), body length, keep-alive.
 _WholeHead = tuple[int, Mapping[str, str], int, bool]
 # Response heads read before, by their bytes: a backend sends the same head answer after answer
-# (Date changes each second; Content-Length among few values). None: not one for `_read_whole`.
-_WHOLE_HEADS: dict[bytes, _WholeHead | None] = {}
+# (Date changes each second; Content-Length among few values). A length of -1: the parser's.
+_WHOLE_HEADS: dict[bytes, _WholeHead] = {}
 _WHOLE_HEADS_MAX = 256
 
 
