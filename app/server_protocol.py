@@ -188,9 +188,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if not taken:
             self._direct = None
             return data
+        if body_end == len(data):
+            return None  # (the common case: nothing pipelined behind it)
         if self._direct is reply:
             self._backlog += data[body_end:]
-        elif body_end < len(data):
+        else:
             self.data_received(data[body_end:])  # answered already: go on with what follows
         return None
 

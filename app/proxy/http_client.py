@@ -167,15 +167,18 @@ class Response:
         if w is not None and not w.done():
             w.set_result(None)
 
-    def take_body(self) -> bytes:
-        """The whole body of a complete response, read without waiting (see `on_progress`)."""
+    def take_body(self, release: bool = True) -> bytes:
+        """The whole body of a complete response, read without waiting (see `on_progress`).
+
+        `release=False`: the caller releases the response itself, later (the hot path: after the
+        answer is on its way to the client, whose wait then does not include it).
+        """
         assert self.complete
         body = b"".join(self._chunks) if len(self._chunks) != 1 else self._chunks[0]
         self._chunks.clear()
         self.buffered = 0
-        conn, self._conn = self._conn, None  # `release`, without its frame (every hot-path answer)
-        if conn is not None:
-            conn.finished(self)
+        if release:
+            self.release()
         return body
 
     async def _wait(self) -> None:

@@ -359,19 +359,22 @@ class Session:
         if client_id is not None and client_id not in self.pending:
             token = meta.get("progressToken") if type(meta) is dict else None
             if type(token) is not int and type(token) is not str:  # (`jsonrpc.progress_token`: none)
+                # Sent first: the client's wait then does not include the bookkeeping below, and
+                # its answer cannot come before this returns to the loop.
+                ch.send_now(conn, msg, headers)
                 # What `_admit` does for such a request (its id kept, nothing to rename, nothing the
                 # session keeps), without the steps every other kind of request needs.
                 self.last_activity = time.time()
                 p = Pending(client_id, client_id, method, msg, sink, headers)
+                p.sent_on = p.channel = ch
                 self.pending[client_id] = p
         if p is None:
             p = self._admit(msg, sink, headers, keep_id=True, shown=False)
-        if p is None:
-            ch.http.put_idle(conn)
-            return True  # answered already (into the sink)
-        p.sent_on = ch
-        p.channel = ch
-        ch.send_now(conn, p.msg, p.headers)
+            if p is None:
+                ch.http.put_idle(conn)
+                return True  # answered already (into the sink)
+            p.sent_on = p.channel = ch
+            ch.send_now(conn, p.msg, p.headers)
         # After the send (its answer cannot come before). Sent, it is this path's whatever happens:
         # a failure here must not send it again by the full path.
         if self.router.bus.wants(TrafficEvent):

@@ -129,10 +129,12 @@ class StreamableHTTPChannel(HTTPChannel):
                 self._spawn_answer(msg, resp)
                 return
             try:
-                self._handle_body(msg, resp.status, ctype, resp.take_body())
+                self._handle_body(msg, resp.status, ctype, resp.take_body(release=False))
             except Exception as exc:  # a bug here must fail one request, not the connection
                 self.listener.on_backend_log(self, f"router error on the answer to {msg.id!r}: {exc!r}")
                 self._request_failed(msg.id, f"the router could not handle the answer: {exc!r}")
+            finally:
+                resp.release()  # the connection back to the pool, once the answer is on its way
             return
         if resp.failure is not None:
             resp.on_progress = None
