@@ -207,18 +207,19 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if defaults is not self._defaults:  # uvicorn makes a new list when its Date changes (each second)
             self._defaults = defaults
             self._defaults_head = b"".join([name + b": " + value + b"\r\n" for name, value in defaults])
-        head = b"%scontent-type: application/json\r\ncontent-length: %d\r\n%s" % (
-            STATUS_LINE[status],
-            len(body),
-            self._defaults_head,
-        )
-        if self._close_after:
-            head += b"connection: close\r\n"
+        close = b"connection: close\r\n" if self._close_after else b""
         if len(body) > COALESCE_MAX:
-            transport.write(head + b"\r\n")
+            # (joined, a large body would be copied once more for no gain)
+            transport.write(
+                b"%scontent-type: application/json\r\ncontent-length: %d\r\n%s%s\r\n"
+                % (STATUS_LINE[status], len(body), self._defaults_head, close)
+            )
             transport.write(body)
         else:
-            transport.write(head + b"\r\n" + body)
+            transport.write(
+                b"%scontent-type: application/json\r\ncontent-length: %d\r\n%s%s\r\n%s"
+                % (STATUS_LINE[status], len(body), self._defaults_head, close, body)
+            )
         self.server_state.total_requests += 1
         if self._close_after:
             transport.close()

@@ -21,8 +21,8 @@ import httptools
 import httpx
 import pytest
 
-from app.proxy.endpoint_streamable import _forwarded
-from app.proxy.http_client import _HEADER_BLOCKS, _header_block
+from app.proxy.endpoint_streamable import _FORWARDED_OF, _forwarded
+from app.proxy.http_client import _HEADER_BLOCKS, HTTPClient, _header_block
 from app.server_protocol import _HEADER_LINES, _HEADS, _parse_head
 from tests.support.procs import HOST, SyncRouter, run_router_sync, wait_for
 from tests.support.raw import MODERN, run_raw_http
@@ -303,8 +303,19 @@ def test_credentials_are_not_kept_in_the_tables_of_the_request_to_the_backend() 
     assert block == b"Accept: application/json\r\nauthorization: Bearer s3cret\r\n"
     assert not [pairs for pairs in _HEADER_BLOCKS if "s3cret" in repr(pairs)]
     headers = {b"authorization": b"Bearer s3cret", b"mcp-method": b"tools/call"}
-    assert _forwarded(headers) == {"authorization": "Bearer s3cret", "mcp-method": "tools/call"}
-    assert _forwarded({b"mcp-method": b"tools/call"}) == {"mcp-method": "tools/call"}
+    for _ in range(2):
+        assert _forwarded(headers) == {"authorization": "Bearer s3cret", "mcp-method": "tools/call"}
+    plain = {b"mcp-method": b"tools/call"}
+    assert _forwarded(plain) == {"mcp-method": "tools/call"}
+    assert _forwarded(plain) is _forwarded(plain)  # a head's dict seen before: looked up
+    assert not [entry for entry in _FORWARDED_OF.values() if "s3cret" in repr(entry)]
+    # The head of the request to the backend, kept per channel only when it carries no credentials.
+    http = HTTPClient()
+    head, keep = http.request_head("POST", "http://127.0.0.1:9/mcp", {"Authorization": "Bearer s3cret"})
+    assert head.startswith(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:9\r\nAuthorization: Bearer s3cret\r\n")
+    assert head.endswith(b"\r\nContent-Length: ") and not keep
+    head, keep = http.request_head("POST", "http://127.0.0.1:9/mcp", {"Mcp-Method": "tools/call"})
+    assert head == b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:9\r\nMcp-Method: tools/call\r\nContent-Length: " and keep
 
 
 def test_a_request_forwards_its_mcp_param_headers_and_only_its_own() -> None:

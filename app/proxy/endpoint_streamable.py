@@ -86,16 +86,33 @@ Handed = tuple[Session, Message, Sink]
 _FORWARDED_NAMES = tuple((name, name.decode()) for name in sorted(FORWARDED))
 
 
+# `_forwarded` of the heads read before, by the identity of their headers: the head parser gives
+# the same dict for the same head, call after call. (That dict, what it forwards.) Never a head's
+# with credentials: those dicts are new each time, and are not kept here either.
+_FORWARDED_OF: dict[int, tuple[dict[bytes, bytes], Mapping[str, str]]] = {}
+_FORWARDED_OF_MAX = 256
+_CREDENTIALS = (b"authorization", b"proxy-authorization", b"cookie")
+
+
 def _forwarded(headers: dict[bytes, bytes]) -> Mapping[str, str]:
     """The request's headers the backend must see (`headers` by lower-case name, as the hot path has them).
 
     The mapping may be shared with other requests: read it, never change it.
     """
+    known = _FORWARDED_OF.get(id(headers))
+    if known is not None and known[0] is headers:  # (the entry holds the dict: its id is not reused)
+        return known[1]
     prefixed = _any_prefixed(tuple(headers))
     if prefixed or b"authorization" in headers:
-        return _read_forwarded(headers, prefixed)
-    get = headers.get
-    return _forwarded_plain(get(FORWARDED_PLAIN[0]), get(FORWARDED_PLAIN[1]), get(FORWARDED_PLAIN[2]))
+        forwarded: Mapping[str, str] = _read_forwarded(headers, prefixed)
+    else:
+        get = headers.get
+        forwarded = _forwarded_plain(get(FORWARDED_PLAIN[0]), get(FORWARDED_PLAIN[1]), get(FORWARDED_PLAIN[2]))
+    if not any(name in headers for name in _CREDENTIALS):
+        if len(_FORWARDED_OF) >= _FORWARDED_OF_MAX:
+            _FORWARDED_OF.clear()
+        _FORWARDED_OF[id(headers)] = (headers, forwarded)
+    return forwarded
 
 
 @functools.lru_cache(maxsize=256)

@@ -517,7 +517,7 @@ class HTTPClient:
 
     async def _exchange(self, t: _Target, data: bytes, retry: bool) -> Response:
         while True:
-            conn = self._take_idle(t.origin)
+            conn = self.take_idle_at(t.origin)
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(t)
@@ -538,8 +538,11 @@ class HTTPClient:
 
     def take_idle(self, url: str) -> _Connection | None:
         """A kept-alive connection to `url` for `send_now`, if one is idle (give it back with `put_idle`)."""
-        t = self._targets.get(url)  # (`_target`'s table, read here without its frame: every call)
-        return self._take_idle(t.origin if t is not None else self._target(url).origin)
+        return self.take_idle_at(self.origin(url))
+
+    def origin(self, url: str) -> tuple[str, str, int]:
+        """`url`'s pool key, for `take_idle_at`."""
+        return self._target(url).origin
 
     def request_head(self, method: str, url: str, headers: Mapping[str, str]) -> tuple[bytes, bool]:
         """A request's line and headers up to its Content-Length's value, for `send_now`; and
@@ -563,7 +566,8 @@ class HTTPClient:
         conn.send(resp, b"%s%d\r\n\r\n%s" % (head, len(body), body))
         return resp
 
-    def _take_idle(self, origin: tuple[str, str, int]) -> _Connection | None:
+    def take_idle_at(self, origin: tuple[str, str, int]) -> _Connection | None:
+        """A kept-alive connection to `origin` (see `origin`), if one is idle and young enough."""
         idle = self._idle.get(origin)
         if not idle:
             return None

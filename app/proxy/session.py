@@ -351,7 +351,7 @@ class Session:
             or not self.backend.accepting
         ):
             return False
-        conn = ch.idle_connection()
+        conn = ch.http.take_idle_at(ch.origin)  # (a kept-alive connection; `ch.alive` is checked above)
         if conn is None:
             return False
         client_id = msg.id

@@ -81,9 +81,10 @@ class StreamableHTTPChannel(HTTPChannel):
             resp.release()
             raise
 
-    def idle_connection(self) -> _Connection | None:
-        """A kept-alive connection for `send_now`, if one is idle."""
-        return self.http.take_idle(self.url) if self.alive else None
+    @functools.cached_property
+    def origin(self) -> tuple[str, str, int]:
+        """The pool's key for this backend: `send_now`'s connection is `http.take_idle_at(origin)`."""
+        return self.http.origin(self.url)
 
     def send_now(self, conn: _Connection, msg: Message, headers: Mapping[str, str] | None = None) -> None:
         """Send a modern-era request on `conn`, its answer taken without a task.
