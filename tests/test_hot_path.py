@@ -21,8 +21,10 @@ import httptools
 import httpx
 import pytest
 
-from app.proxy.endpoint_streamable import _FORWARDED_OF, _forwarded
+from app.proxy.app import RouterApp
+from app.proxy.endpoint_streamable import _forwarded
 from app.proxy.http_client import _HEADER_BLOCKS, HTTPClient, _header_block
+from app.proxy.router import Router
 from app.server_protocol import _HEADER_LINES, _HEADS, _parse_head
 from tests.support.procs import HOST, SyncRouter, run_router_sync, wait_for
 from tests.support.raw import MODERN, run_raw_http
@@ -305,10 +307,7 @@ def test_credentials_are_not_kept_in_the_tables_of_the_request_to_the_backend() 
     headers = {b"authorization": b"Bearer s3cret", b"mcp-method": b"tools/call"}
     for _ in range(2):
         assert _forwarded(headers) == {"authorization": "Bearer s3cret", "mcp-method": "tools/call"}
-    plain = {b"mcp-method": b"tools/call"}
-    assert _forwarded(plain) == {"mcp-method": "tools/call"}
-    assert _forwarded(plain) is _forwarded(plain)  # a head's dict seen before: looked up
-    assert not [entry for entry in _FORWARDED_OF.values() if "s3cret" in repr(entry)]
+    assert _forwarded({b"mcp-method": b"tools/call"}) == {"mcp-method": "tools/call"}
     # The head of the request to the backend, kept per channel only when it carries no credentials.
     http = HTTPClient()
     head, keep = http.request_head("POST", "http://127.0.0.1:9/mcp", {"Authorization": "Bearer s3cret"})
@@ -316,6 +315,32 @@ def test_credentials_are_not_kept_in_the_tables_of_the_request_to_the_backend() 
     assert head.endswith(b"\r\nContent-Length: ") and not keep
     head, keep = http.request_head("POST", "http://127.0.0.1:9/mcp", {"Mcp-Method": "tools/call"})
     assert head == b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:9\r\nMcp-Method: tools/call\r\nContent-Length: " and keep
+
+
+async def test_the_apps_verdicts_on_heads_hold_no_credentials_and_are_the_heads_own() -> None:
+    """The app remembers what it read of a head (route, version, forwarded headers) by the head's
+    headers dict; a head with credentials is read anew each time and never kept."""
+    app = RouterApp(Router())
+    scope = {"type": "http", "method": "POST", "path": "/mcp/none"}
+    plain = {
+        b"host": b"127.0.0.1",
+        b"content-type": b"application/json",
+        b"accept": b"application/json, text/event-stream",
+        b"mcp-protocol-version": MODERN.encode(),
+        b"mcp-method": b"tools/call",
+    }
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}'
+    for headers in (plain, {**plain, b"authorization": b"Bearer s3cret"}, {**plain, b"cookie": b"c=s3cret"}):
+        for _ in range(2):
+            # No such backend: the full path answers (an error the client sees), nothing is sent.
+            assert not app.post_now(dict(scope), headers, body, reply=None)  # type: ignore[arg-type]
+    assert [entry[2] for entry in app._heads_now.values()] == [
+        ("none", MODERN, {"mcp-protocol-version": MODERN, "mcp-method": "tools/call"})
+    ]
+    assert "s3cret" not in repr(app._heads_now)
+    # Another path with the same headers: its own verdict (a route of the management API: none).
+    assert not app.post_now({**scope, "path": "/api/status"}, plain, body, reply=None)  # type: ignore[arg-type]
+    assert [entry[2] for entry in app._heads_now.values()] == [None]
 
 
 def test_a_request_forwards_its_mcp_param_headers_and_only_its_own() -> None:

@@ -6,7 +6,7 @@ import functools
 import hmac
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from app.proxy import jsonrpc
@@ -85,6 +85,10 @@ class RouterApp:
         # Browser-based MCP clients the user named: CORS on the MCP routes for these origins only.
         self.allow_origins = frozenset(o.rstrip("/").lower() for o in allow_origins)
         self._hosts_ok: dict[bytes, bool] = {}  # Host header -> allowed (the hot path asks on every call)
+        # `post_now`'s verdicts on heads read before, by the identity of their headers: the head
+        # parser gives the same dict for the same head, call after call. (That dict, the path, its
+        # verdict.) Never a head's with credentials: those dicts are new each time, and not kept.
+        self._heads_now: dict[int, tuple[dict[bytes, bytes], str, _HeadVerdict | None]] = {}
 
     @staticmethod
     def _mcp_route(scope: Scope) -> tuple[str, str | None] | None:
@@ -202,8 +206,30 @@ class RouterApp:
         lower-case name (none repeated: `header()` would read only the first); the scope has no
         header list (it is made only if the request is handed over), so none is read from it here.
         """
-        if headers.get(b"origin") is not None:
+        path: str = scope["path"]
+        known = self._heads_now.get(id(headers))
+        if known is not None and known[0] is headers and known[1] == path:
+            verdict = known[2]  # (the entry holds the dict: its id is not reused)
+        else:
+            verdict = self._head_verdict(headers, path)
+            if not any(name in headers for name in _CREDENTIALS):
+                if len(self._heads_now) >= 256:
+                    self._heads_now.clear()
+                self._heads_now[id(headers)] = (headers, path, verdict)
+        if verdict is None:
             return False
+        if self.token_everywhere:  # (per request: the credentials are the request's own)
+            auth = headers.get(b"authorization")
+            if not self._token_allowed(None if auth is None else auth.decode("latin-1")):
+                return False
+        backend_name, version, forwarded = verdict
+        return self.streamable.post_now(scope, body, backend_name, version, forwarded, reply)
+
+    def _head_verdict(self, headers: dict[bytes, bytes], path: str) -> _HeadVerdict | None:
+        """What `post_now` reads of a request's path and headers but its credentials: the backend's
+        name, the version and the headers to forward. None: not the hot path's."""
+        if headers.get(b"origin") is not None:
+            return None
         host = headers.get(b"host")
         if host is not None:
             ok = self._hosts_ok.get(host)
@@ -212,15 +238,14 @@ class RouterApp:
                 if len(self._hosts_ok) < 64:
                     self._hosts_ok[host] = ok
             if not ok:
-                return False
-        route = _post_route(scope["path"])
+                return None
+        route = _post_route(path)
         if route is None or route[0] != "streamable":
-            return False
-        if self.token_everywhere:
-            auth = headers.get(b"authorization")
-            if not self._token_allowed(None if auth is None else auth.decode("latin-1")):
-                return False
-        return self.streamable.post_now(scope, headers, body, route[1], reply)
+            return None
+        verdict = self.streamable.head_verdict(headers)
+        if verdict is None:
+            return None
+        return route[1], verdict[0], verdict[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -273,6 +298,11 @@ class RouterApp:
             await _unauthorized(send, "the management API needs the router's token")
         else:
             await self.admin(scope, receive, send)
+
+
+# What the hot path reads of a request's path and headers: backend name, version, forwarded headers.
+_HeadVerdict = tuple[str | None, str, Mapping[str, str]]
+_CREDENTIALS = (b"authorization", b"proxy-authorization", b"cookie")
 
 
 @functools.lru_cache(maxsize=256)

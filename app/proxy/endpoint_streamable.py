@@ -86,33 +86,16 @@ Handed = tuple[Session, Message, Sink]
 _FORWARDED_NAMES = tuple((name, name.decode()) for name in sorted(FORWARDED))
 
 
-# `_forwarded` of the heads read before, by the identity of their headers: the head parser gives
-# the same dict for the same head, call after call. (That dict, what it forwards.) Never a head's
-# with credentials: those dicts are new each time, and are not kept here either.
-_FORWARDED_OF: dict[int, tuple[dict[bytes, bytes], Mapping[str, str]]] = {}
-_FORWARDED_OF_MAX = 256
-_CREDENTIALS = (b"authorization", b"proxy-authorization", b"cookie")
-
-
 def _forwarded(headers: dict[bytes, bytes]) -> Mapping[str, str]:
     """The request's headers the backend must see (`headers` by lower-case name, as the hot path has them).
 
     The mapping may be shared with other requests: read it, never change it.
     """
-    known = _FORWARDED_OF.get(id(headers))
-    if known is not None and known[0] is headers:  # (the entry holds the dict: its id is not reused)
-        return known[1]
     prefixed = _any_prefixed(tuple(headers))
     if prefixed or b"authorization" in headers:
-        forwarded: Mapping[str, str] = _read_forwarded(headers, prefixed)
-    else:
-        get = headers.get
-        forwarded = _forwarded_plain(get(FORWARDED_PLAIN[0]), get(FORWARDED_PLAIN[1]), get(FORWARDED_PLAIN[2]))
-    if not any(name in headers for name in _CREDENTIALS):
-        if len(_FORWARDED_OF) >= _FORWARDED_OF_MAX:
-            _FORWARDED_OF.clear()
-        _FORWARDED_OF[id(headers)] = (headers, forwarded)
-    return forwarded
+        return _read_forwarded(headers, prefixed)
+    get = headers.get
+    return _forwarded_plain(get(FORWARDED_PLAIN[0]), get(FORWARDED_PLAIN[1]), get(FORWARDED_PLAIN[2]))
 
 
 @functools.lru_cache(maxsize=256)
@@ -322,20 +305,38 @@ class StreamableEndpoint:
         await self._dispatch(session, messages, False, scope, receive, send, headers, modern=True)
 
     # ------------------------------------------------------------------ POST, the hot path
+    @staticmethod
+    def head_verdict(headers: dict[bytes, bytes]) -> tuple[str, Mapping[str, str]] | None:
+        """What `post_now` reads of a request's headers (by lower-case name, none repeated): its
+        modern-era version and the headers to forward. None: not the hot path's.
+
+        Of the headers alone, so the caller may remember it for the same headers (see
+        `RouterApp.post_now`).
+        """
+        version = _modern_json_version(
+            headers.get(b"mcp-protocol-version"), headers.get(b"content-type"), headers.get(b"accept", b"*/*")
+        )
+        if version is None or headers.get(b"mcp-session-id") is not None:
+            return None
+        return version, _forwarded(headers)
+
     def post_now(
-        self, scope: Scope, headers: dict[bytes, bytes], body: bytes, backend_name: str | None, reply: DirectReply
+        self,
+        scope: Scope,
+        body: bytes,
+        backend_name: str | None,
+        version: str,
+        forwarded: Mapping[str, str],
+        reply: DirectReply,
     ) -> bool:
         """A modern-era request whose answer can be written from the backend connection's callback.
 
         The common case of the hot path: one request, JSON both ways, an HTTP backend that is up.
         Everything is checked as `post` checks it, and on any doubt (an error to answer, a backend
         to wait for, a stream to open) this returns False with nothing done: `post` takes it.
-        `headers`: the request's, by name (the caller made sure none is repeated).
+        `version` and `forwarded`: the request's `head_verdict`.
         """
-        version = _modern_json_version(
-            headers.get(b"mcp-protocol-version"), headers.get(b"content-type"), headers.get(b"accept", b"*/*")
-        )
-        if version is None or headers.get(b"mcp-session-id") is not None or len(body) > self.router.max_body:
+        if len(body) > self.router.max_body:
             return False
         try:
             messages, is_batch = jsonrpc.parse_body(body)
@@ -363,7 +364,6 @@ class StreamableEndpoint:
         session = backend.modern_session
         if session is None or session.closed:
             session = self.router.modern_session(backend)
-        forwarded = _forwarded(headers)
         sink = DirectSink(reply, request.id, modern_status)
         handed: Handed = (session, request, sink)
         scope[HANDED_OVER] = handed  # read only if the sink hands over

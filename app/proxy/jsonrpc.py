@@ -186,12 +186,12 @@ def validate(obj: Any, raw: bytes | None = None, exact: bool = True) -> Message:
     Every message crossing the router comes through here, so each member is read once (`get`
     with a marker for "absent") and the usual types are checked first by identity.
     """
-    if type(obj) is not dict and not isinstance(obj, dict):
+    if not isinstance(obj, dict):
         raise ProtocolError(INVALID_REQUEST, "Invalid Request: a JSON-RPC message must be an object")
     if obj.get("jsonrpc") != "2.0":
         raise ProtocolError(INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"')
     method = obj.get("method", _ABSENT)
-    if method is not _ABSENT and type(method) is not str and not isinstance(method, str):
+    if method is not _ABSENT and not isinstance(method, str):
         raise ProtocolError(INVALID_REQUEST, 'Invalid Request: "method" must be a string')
     i = obj.get("id", _ABSENT)
     if i is not _ABSENT and type(i) is not int and type(i) is not str:
