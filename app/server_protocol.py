@@ -120,7 +120,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             and not self._in_message
             and (self.cycle is None or self.cycle.response_complete)
             and not self.pipeline
-            and data.startswith(b"POST ")
+            and data[:5] == b"POST "  # (`startswith` parses its arguments: more than this costs)
         ):
             # The keep-alive timer stays armed: it checks for activity when it fires (one timer
             # per idle spell, not one per call).
@@ -150,14 +150,17 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                     self._partial = data
                     return None
                 return data
-            # A session's request: the full path's (the hot path takes only the stateless), sent on
-            # before its head is read. One search first (lower-casing the head costs more than
-            # reading it); a name in capitals that it misses is found in the head's dict instead.
-            if data.find(b"ession-", 0, end) >= 0 and data[:end].lower().find(b"\r\nmcp-session-id:") >= 0:
-                return data
-            parsed = _parse_head(data[: end + 4])
+            head = data[: end + 4]
+            parsed = _HEADS.get(head)  # (a head seen before: `_parse_head`'s first step, without its frame)
             if parsed is None:
-                return data
+                # A session's request: the full path's (the hot path takes only the stateless), sent
+                # on before its head is read. One search first (lower-casing the head costs more than
+                # reading it); a name in capitals that it misses is found in the head's dict instead.
+                if data.find(b"ession-", 0, end) >= 0 and head.lower().find(b"\r\nmcp-session-id:") >= 0:
+                    return data
+                parsed = _parse_head(head)
+                if parsed is None:
+                    return data
             request = parsed
         target, headers, length = request
         if length > DIRECT_BODY_MAX:

@@ -113,24 +113,27 @@ def _encode_request(t: _Target, method: str, body: bytes, headers: Mapping[str, 
 class Response:
     """One response: status and headers at once, the body as it arrives."""
 
+    # Where each starts (set on the instance when it changes): one response per call on the hot
+    # path, so its __init__ sets only what must be its own.
+    status = 0
+    headers: Mapping[str, str] = {}  # names in lower case (may be shared: never changed)
+    complete = False
+    keep_alive = False
+    buffered = 0  # body bytes received and not yet taken
+    failure: OSError | None = None  # why the response broke, if it did
+    _waiter: asyncio.Future[None] | None = None
+    _whole = False  # read() wants the whole body: no flow control, a size limit instead
+    until_eof = False  # no length and not chunked: the body ends when the connection does
+    # Set by a caller that takes the response without a task (`HTTPClient.send_now`): called
+    # when the head is in, when the body passes READ_HIGH_WATER, when it ends and when it fails.
+    on_progress: Callable[[Response], None] | None = None
+
     def __init__(self, conn: _Connection, waited: bool = True) -> None:
         self._conn: _Connection | None = conn
-        self.status = 0
-        self.headers: Mapping[str, str] = {}  # names in lower case (may be shared: never changed)
         # Done when the head is in (or failed): for a caller that awaits it (`request`). One taken
         # without a task (`send_now`) has none: `on_progress` tells it.
         self.head: asyncio.Future[None] | None = conn.loop.create_future() if waited else None
-        self.complete = False
-        self.keep_alive = False
         self._chunks: collections.deque[bytes] = collections.deque()
-        self.buffered = 0  # body bytes received and not yet taken
-        self.failure: OSError | None = None  # why the response broke, if it did
-        self._waiter: asyncio.Future[None] | None = None
-        self._whole = False  # read() wants the whole body: no flow control, a size limit instead
-        self.until_eof = False  # no length and not chunked: the body ends when the connection does
-        # Set by a caller that takes the response without a task (`HTTPClient.send_now`): called
-        # when the head is in, when the body passes READ_HIGH_WATER, when it ends and when it fails.
-        self.on_progress: Callable[[Response], None] | None = None
 
     # -- fed by the connection
     def _feed(self, data: bytes) -> None:
