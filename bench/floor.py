@@ -20,7 +20,10 @@ loopback round trip and the kernel work. If nginx is not installed its column is
 Per era (2026-07-28 "modern", then 2025-11-25 "handshake") one SDK client per variant is open at
 once; after 100 warm-up calls each, every round calls `tools/call echo` once on each variant in a
 rotating order, so every variant sees the same machine state. The result is a markdown table per
-era on stdout: p50, p99, and the p50 overhead against direct in % and in µs. Progress goes to
+era on stdout: p50, p99, the p50 overhead against direct in % and in µs, and each hop's cost over
+the passthrough twice: as the difference of the p50s, and as the median of the per-round
+differences (a round's calls met the same machine, so this one moves less with the host's speed:
+with 1500 calls the p50s' difference wanders by about ±50 µs between runs here). Progress goes to
 stderr.
 
 Every process runs in its own session on 127.0.0.1 and is stopped by pid (SIGTERM, then SIGKILL
@@ -61,6 +64,7 @@ from tests.support.procs import free_port, port_accepts, stop_process, wait_for 
 
 HOST = "127.0.0.1"
 WARMUP = 100
+PASSTHROUGH = "python passthrough"
 ERAS: tuple[tuple[ClientTransport, str], ...] = (
     ("streamable-modern", "modern era (2026-07-28)"),
     ("streamable-handshake", "handshake era (2025-11-25)"),
@@ -239,7 +243,7 @@ async def _start_hops(
     log(f"starting the bare Python passthrough on {HOST}:{port}")
     argv = [sys.executable, str(SCRIPT), "--serve", str(backend_port), str(port)]
     await stack.enter_async_context(_process("the passthrough", argv, port))
-    variants.append(Variant("python passthrough", f"http://{HOST}:{port}/mcp"))
+    variants.append(Variant(PASSTHROUGH, f"http://{HOST}:{port}/mcp"))
 
     nginx = _find_nginx()
     if nginx is None:
@@ -305,13 +309,21 @@ async def _measure_era(variants: list[Variant], mode: ClientTransport, calls: in
                 variant.times.append(time.perf_counter() - start)
 
 
+def _paired(a: Variant, b: Variant) -> float:
+    """The median over rounds of a's call minus b's: each round calls every variant once, back to
+    back, so a pair met the same machine. Steadier than the difference of the two medians, which
+    moves with the host's speed between the calls that make up each."""
+    return statistics.median(x - y for x, y in zip(a.times, b.times, strict=True))
+
+
 def _table(title: str, variants: list[Variant], calls: int) -> str:
     direct = statistics.median(variants[0].times)
+    floor = next((v for v in variants if v.name == PASSTHROUGH), None)
     rows = [
         f"### {title}: tools/call echo, {calls} interleaved calls per variant",
         "",
-        "| variant | p50 ms | p99 ms | overhead vs direct (p50) | added µs vs direct (p50) |",
-        "|---|---:|---:|---:|---:|",
+        "| variant | p50 ms | p99 ms | overhead vs direct (p50) | added µs vs direct (p50) | added µs vs the passthrough (p50 / paired) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for v in variants:
         p50 = statistics.median(v.times)
@@ -320,7 +332,10 @@ def _table(title: str, variants: list[Variant], calls: int) -> str:
             overhead, added = "-", "-"
         else:
             overhead, added = f"{(p50 / direct - 1) * 100:+.1f}%", f"{(p50 - direct) * 1e6:+.0f}"
-        rows.append(f"| {v.name} | {p50 * 1000:.3f} | {p99 * 1000:.3f} | {overhead} | {added} |")
+        over_floor = "-"
+        if floor is not None and v is not floor and v is not variants[0]:
+            over_floor = f"{(p50 - statistics.median(floor.times)) * 1e6:+.0f} / {_paired(v, floor) * 1e6:+.0f}"
+        rows.append(f"| {v.name} | {p50 * 1000:.3f} | {p99 * 1000:.3f} | {overhead} | {added} | {over_floor} |")
     return "\n".join(rows)
 
 
