@@ -487,7 +487,10 @@ async def test_health_has_samples(backend_a: FixtureProcess) -> None:
 # ------------------------------------------------------------------------------ live events
 
 
-async def test_events_stream_traffic_and_backend_state(backend_a: FixtureProcess) -> None:
+# The modern era's call takes the hot path (no task, the answer written from the backend
+# connection's callback): its events must be the same as the full path's.
+@pytest.mark.parametrize("era", [HANDSHAKE, "streamable-modern"])
+async def test_events_stream_traffic_and_backend_state(backend_a: FixtureProcess, era: ClientTransport) -> None:
     async with (
         run_router("-b", f"alpha={backend_a.url}") as r,
         admin(r) as http,
@@ -496,7 +499,7 @@ async def test_events_stream_traffic_and_backend_state(backend_a: FixtureProcess
         hello = events.find(type="hello")
         assert hello is not None and hello["router"] == "mcp-dev-router"
         await wait_state(http, "alpha", "up")
-        async with connect(r.mcp_url("alpha"), HANDSHAKE) as client:
+        async with connect(r.mcp_url("alpha"), era) as client:
             await client.call_tool("echo", {"text": "traced"})
 
             def call_traffic() -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -529,7 +532,8 @@ async def test_events_stream_traffic_and_backend_state(backend_a: FixtureProcess
             request, response = await wait_for(call_traffic, 10, message="traffic events for tools/call")
             assert request["backend"] == "alpha" and request["msg_kind"] == "request"
             assert request["_event"] == "traffic"
-            assert response["latency_ms"] is not None
+            assert response["latency_ms"] is not None and response["latency_ms"] > 0
+            assert response["method"] == "tools/call" and not response.get("resent")
 
         assert (await http.post("/backends/alpha/disable")).status_code == 200
         state = await wait_for(
