@@ -1,4 +1,4 @@
-"""The hot path (issue 13): a plain modern-era call to an HTTP backend that is up, served with no task.
+"""The hot path (issue 13): a plain modern-era call to a backend that is up, served with no task.
 
 The router's uvicorn protocol reads such a POST itself and forwards it from its callback; the
 answer is written from the backend connection's. These tests drive it the way clients do (and
@@ -26,7 +26,7 @@ from app.proxy.endpoint_streamable import _forwarded
 from app.proxy.http_client import _HEADER_BLOCKS, HTTPClient, _header_block
 from app.proxy.router import Router
 from app.server_protocol import _HEADER_LINES, _HEADS, _parse_head
-from tests.support.procs import HOST, SyncRouter, run_router_sync, wait_for
+from tests.support.procs import HOST, SyncRouter, run_router_sync, stdio_command, wait_for
 from tests.support.raw import MODERN, run_raw_http
 
 pytestmark = pytest.mark.timeout(60)
@@ -138,6 +138,28 @@ async def test_two_clients_with_the_same_id_at_once(setup: Setup) -> None:
     renamed = re.match(rb'\{"jsonrpc": "2.0",  "id":("modern:raw-[0-9]+"),', got_quick)
     assert renamed is not None, got_quick[:80]
     assert got_quick == quick.replace(b'"id":"same"', b'"id":' + renamed.group(1), 1)
+
+
+async def test_two_clients_with_the_same_id_at_once_on_a_stdio_backend() -> None:
+    """A process's one pipe carries every client's requests: the hot path sends each under the
+    session's own id and gives each client its own back, whatever ids the clients chose."""
+
+    def look(text: str) -> bytes:
+        params = {"name": "look", "arguments": {"text": text, "delay": 0.3}, "_meta": META}
+        return json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}).encode()
+
+    with run_router_sync("-b", f"io={stdio_command()}") as router:
+        url = router.mcp_url("io")
+        async with httpx.AsyncClient(timeout=30) as a, httpx.AsyncClient(timeout=30) as b:
+            await a.post(url, content=look("warm-up"), headers=_headers())  # starts the process
+            answers = await asyncio.gather(
+                a.post(url, content=look("from a"), headers=_headers()),
+                b.post(url, content=look("from b"), headers=_headers()),
+            )
+    for resp, text in zip(answers, ("from a", "from b"), strict=True):
+        assert resp.status_code == 200
+        answer = resp.json()
+        assert answer["id"] == 7 and answer["result"]["content"] == [{"type": "text", "text": text}]
 
 
 async def test_pipelined_requests_are_answered_in_order(setup: Setup) -> None:

@@ -331,7 +331,8 @@ class StreamableEndpoint:
     ) -> bool:
         """A modern-era request whose answer can be written from the backend connection's callback.
 
-        The common case of the hot path: one request, JSON both ways, an HTTP backend that is up.
+        The common case of the hot path: one request, JSON both ways, a Streamable HTTP or stdio
+        backend that is up.
         Everything is checked as `post` checks it, and on any doubt (an error to answer, a backend
         to wait for, a stream to open) this returns False with nothing done: `post` takes it.
         `version` and `forwarded`: the request's `head_verdict`.

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from app.proxy import jsonrpc
 from app.proxy.calls import RouterCallError, RouterCalls, catalog_changes, list_catalog
 from app.proxy.channels.base import BackendUnavailable, Channel, ChannelMode
+from app.proxy.channels.stdio import StdioChannel
 from app.proxy.channels.streamable import StreamableHTTPChannel
 from app.proxy.events import SessionEvent, TrafficEvent
 from app.proxy.jsonrpc import JSON, Message, RequestId
@@ -342,14 +343,11 @@ class Session:
         """
         ch = self.channel
         method = msg.data["method"]
-        if (
-            self.closed
-            or not self.shared
-            or method in STATEFUL_METHODS
-            or not isinstance(ch, StreamableHTTPChannel)
-            or not ch.alive
-            or not self.backend.accepting
-        ):
+        if self.closed or not self.shared or method in STATEFUL_METHODS or ch is None or not self.backend.accepting:
+            return False
+        if isinstance(ch, StdioChannel):
+            return self._send_now_stdio(ch, msg, sink, headers)
+        if not isinstance(ch, StreamableHTTPChannel) or not ch.alive:
             return False
         conn = ch.http.take_idle_at(ch.origin)  # (a kept-alive connection; `ch.alive` is checked above)
         if conn is None:
@@ -377,6 +375,24 @@ class Session:
             ch.send_now(conn, p.msg, p.headers)
         # After the send (its answer cannot come before). Sent, it is this path's whatever happens:
         # a failure here must not send it again by the full path.
+        if self.router.bus.wants(TrafficEvent):
+            try:
+                self._publish_traffic("client->backend", msg)
+            except Exception as exc:  # a bug in building the event: the call itself is fine
+                self.router.log(self.backend.name, f"could not show a request in the trace: {exc!r}")
+        return True
+
+    def _send_now_stdio(self, ch: StdioChannel, msg: Message, sink: Sink, headers: Mapping[str, str] | None) -> bool:
+        """`send_now` to a process: the line written to its pipe from this callback, the answer
+        delivered from its stdout's. The id is the session's own: every client shares the one pipe,
+        so a late answer to a cancelled request must never meet another client's equal id."""
+        if not ch.can_send_now():
+            return False
+        p = self._admit(msg, sink, headers, shown=False)
+        if p is None:
+            return True  # answered already (into the sink)
+        p.sent_on = p.channel = ch
+        ch.send_now(p.msg)
         if self.router.bus.wants(TrafficEvent):
             try:
                 self._publish_traffic("client->backend", msg)

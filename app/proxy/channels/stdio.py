@@ -412,6 +412,33 @@ class StdioChannel(Channel):
             if text:
                 self.listener.on_backend_log(self, text)
 
+    def can_send_now(self) -> bool:
+        """Whether `send_now` would write at once: the process is running and its pipe has taken
+        everything written before (nothing queued, no one waiting for it to drain)."""
+        pipes = self._pipes
+        return (
+            self.alive
+            and pipes is not None
+            and not pipes.stdin.is_closing()
+            and not self._write_lock.locked()
+            and not pipes.stdin.get_write_buffer_size()
+        )
+
+    def send_now(self, msg: Message) -> None:
+        """`send` without a task, after `can_send_now`: the line is written to the pipe at once.
+
+        A pipe that breaks in the write loses the channel, as in `send`: what was in flight on it,
+        this request among them, is failed or held for a resend by the session.
+        """
+        pipes = self._pipes
+        assert pipes is not None
+        raw = msg.raw
+        if b"\n" in raw or b"\r" in raw:
+            raw = rawjson.one_line(raw)  # stdio framing: one message per line
+        pipes.stdin.writelines((raw, b"\n"))
+        if pipes.stdin.is_closing():
+            self.lost(f"process {pipes.proc.pid} stopped reading: broken pipe")
+
     async def send(self, msg: Message, headers: Mapping[str, str] | None = None) -> None:
         pipes = self._pipes
         if not self.alive or pipes is None or pipes.stdin.is_closing():
