@@ -210,19 +210,17 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if defaults is not self._defaults:  # uvicorn makes a new list when its Date changes (each second)
             self._defaults = defaults
             self._defaults_head = b"".join([name + b": " + value + b"\r\n" for name, value in defaults])
-        close = b"connection: close\r\n" if self._close_after else b""
+        head = b"%scontent-type: application/json\r\ncontent-length: %d\r\n%s%s\r\n" % (
+            STATUS_LINE[status],
+            len(body),
+            self._defaults_head,
+            b"connection: close\r\n" if self._close_after else b"",
+        )
         if len(body) > COALESCE_MAX:
-            # (joined, a large body would be copied once more for no gain)
-            transport.write(
-                b"%scontent-type: application/json\r\ncontent-length: %d\r\n%s%s\r\n"
-                % (STATUS_LINE[status], len(body), self._defaults_head, close)
-            )
+            transport.write(head)  # (joined, a large body would be copied once more for no gain)
             transport.write(body)
         else:
-            transport.write(
-                b"%scontent-type: application/json\r\ncontent-length: %d\r\n%s%s\r\n%s"
-                % (STATUS_LINE[status], len(body), self._defaults_head, close, body)
-            )
+            transport.write(head + body)
         self.server_state.total_requests += 1
         if self._close_after:
             transport.close()

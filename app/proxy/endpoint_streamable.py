@@ -362,9 +362,7 @@ class StreamableEndpoint:
             return False
         if backend.transport == "sse":
             return False
-        session = backend.modern_session
-        if session is None or session.closed:
-            session = self.router.modern_session(backend)
+        session = self.router.modern_session(backend)
         sink = DirectSink(reply, request.id, modern_status)
         handed: Handed = (session, request, sink)
         scope[HANDED_OVER] = handed  # read only if the sink hands over

@@ -376,11 +376,16 @@ class Session:
         # After the send (its answer cannot come before). Sent, it is this path's whatever happens:
         # a failure here must not send it again by the full path.
         if self.router.bus.wants(TrafficEvent):
-            try:
-                self._publish_traffic("client->backend", msg)
-            except Exception as exc:  # a bug in building the event: the call itself is fine
-                self.router.log(self.backend.name, f"could not show a request in the trace: {exc!r}")
+            self._show_sent(msg)
         return True
+
+    def _show_sent(self, msg: Message) -> None:
+        """The traffic event of a request `send_now` sent: it is this path's whatever happens now,
+        so a failure to build the event must not send it again by the full path."""
+        try:
+            self._publish_traffic("client->backend", msg)
+        except Exception as exc:  # a bug in building the event: the call itself is fine
+            self.router.log(self.backend.name, f"could not show a request in the trace: {exc!r}")
 
     def _send_now_stdio(self, ch: StdioChannel, msg: Message, sink: Sink, headers: Mapping[str, str] | None) -> bool:
         """`send_now` to a process: the line written to its pipe from this callback, the answer
@@ -394,10 +399,7 @@ class Session:
         p.sent_on = p.channel = ch
         ch.send_now(p.msg)
         if self.router.bus.wants(TrafficEvent):
-            try:
-                self._publish_traffic("client->backend", msg)
-            except Exception as exc:  # a bug in building the event: the call itself is fine
-                self.router.log(self.backend.name, f"could not show a request in the trace: {exc!r}")
+            self._show_sent(msg)
         return True
 
     def _admit(

@@ -301,6 +301,12 @@ async def terminate(
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def _line(msg: Message) -> bytes:
+    """A message's bytes as stdio frames them: one message per line."""
+    raw = msg.raw
+    return rawjson.one_line(raw) if b"\n" in raw or b"\r" in raw else raw
+
+
 class StdioChannel(Channel):
     transport = "stdio"
 
@@ -432,10 +438,7 @@ class StdioChannel(Channel):
         """
         pipes = self._pipes
         assert pipes is not None
-        raw = msg.raw
-        if b"\n" in raw or b"\r" in raw:
-            raw = rawjson.one_line(raw)  # stdio framing: one message per line
-        pipes.stdin.writelines((raw, b"\n"))
+        pipes.stdin.writelines((_line(msg), b"\n"))
         if pipes.stdin.is_closing():
             self.lost(f"process {pipes.proc.pid} stopped reading: broken pipe")
 
@@ -445,9 +448,7 @@ class StdioChannel(Channel):
             reason = f"{self.describe} is not running"
             self.lost(reason)
             raise BackendUnavailable(reason)
-        raw = msg.raw
-        if b"\n" in raw or b"\r" in raw:
-            raw = rawjson.one_line(raw)  # stdio framing: one message per line
+        raw = _line(msg)
         stdin = pipes.stdin
         try:
             if not self._write_lock.locked():
